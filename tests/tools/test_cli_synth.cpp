@@ -1,0 +1,84 @@
+// `slm synth` writes files with the layout real converted models have: the
+// tiny presets must match the reference files' tensor names, shapes and keys.
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gguf/gguf_reader.h"
+#include "support/testdata.h"
+
+namespace slm {
+namespace {
+
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+TEST(CliSynth, TinyPresetsHaveTheReferenceLayout) {
+  SLM_REQUIRE_TESTDATA();
+  std::ifstream in(fs::path(test::testdata_dir()) / "manifest.json");
+  const json manifest = json::parse(in);
+  for (const std::string stem : {"phi3-tiny", "gemma-tiny"}) {
+    SCOPED_TRACE(stem);
+    const std::string out = test::temp_path(stem + "-synth.gguf");
+    const auto r = test::run_command(test::slm_binary() + " synth --preset " + stem + " --type f32 " + out, true);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const gguf::GgufFile f(out);
+    const json& m = manifest.at(stem + ".gguf");
+    ASSERT_EQ(f.tensors().size(), m.at("tensors").size());
+    for (const json& t : m.at("tensors")) {
+      const gguf::TensorInfo* info = f.find_tensor(t.at("name").get<std::string>());
+      ASSERT_NE(info, nullptr) << t.at("name");
+      EXPECT_EQ(info->ne, t.at("ne").get<std::vector<int64_t>>()) << info->name;
+      EXPECT_EQ(dtype_name(info->type), "F32");
+    }
+    // Same keys, and the same values for the integer hyperparameters and
+    // special-token ids.
+    std::set<std::string> keys, expected;
+    for (const auto& kv : f.metadata()) keys.insert(kv.key);
+    for (const auto& [k, v] : m.at("kv").items()) expected.insert(k);
+    EXPECT_EQ(keys, expected);
+    for (const auto& [k, v] : m.at("kv").items()) {
+      if (v.at("type") == "uint32" && k != "general.file_type" && f.has(k)) {
+        EXPECT_EQ(f.get_int(k), v.at("value").get<int64_t>()) << k;
+      }
+    }
+  }
+}
+
+TEST(CliSynth, F16WeightsAreFiniteAndScaled) {
+  const std::string out = test::temp_path("gemma-f16.gguf");
+  const auto r = test::run_command(test::slm_binary() + " synth --preset gemma-tiny --type f16 " + out, true);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const gguf::GgufFile f(out);
+  const gguf::TensorInfo* t = f.find_tensor("blk.0.ffn_down.weight");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->type, DType::F16);
+  EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, DType::F32);
+  EXPECT_EQ(f.get_u32("general.file_type"), 1u);
+}
+
+TEST(CliSynth, UnknownPresetAndTypeAreErrors) {
+  const std::string out = test::temp_path("never.gguf");
+  auto r = test::run_command(test::slm_binary() + " synth --preset no-such-model " + out, true);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("no-such-model"), std::string::npos) << r.output;
+  r = test::run_command(test::slm_binary() + " synth --preset phi3-tiny --type q9_9 " + out, true);
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("q9_9"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+TEST(CliSynth, ListsPresets) {
+  const auto r = test::run_command(test::slm_binary() + " synth --list");
+  ASSERT_EQ(r.exit_code, 0);
+  for (const char* name : {"phi3-mini-4k", "phi3-mini-128k", "phi3-medium-4k", "gemma-2b", "gemma-7b", "gemma2-2b",
+                           "gemma2-9b", "llama-3.2-1b"}) {
+    EXPECT_NE(r.output.find(name), std::string::npos) << name;
+  }
+}
+
+}  // namespace
+}  // namespace slm

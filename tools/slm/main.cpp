@@ -1,0 +1,51 @@
+// slm: the command-line program. Subcommands live in cmd_*.cpp.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "core/log.h"
+#include "slm/error.h"
+#include "slm/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"slm — run small language models (Phi-3, Gemma, Llama) from GGUF files, locally", "slm"};
+  app.set_version_flag("--version", std::string("slm ") + slm::version_string());
+  app.require_subcommand(1);
+  bool verbose = false;
+  app.add_flag("-v,--verbose", verbose, "Debug logging to stderr")->configurable(false);
+
+  std::map<CLI::App*, slm::cli::Command> commands;
+  auto add = [&](slm::cli::Command (*fn)(CLI::App&)) {
+    const size_t before = app.get_subcommands({}).size();
+    slm::cli::Command run = fn(app);
+    commands[app.get_subcommands({})[before]] = std::move(run);
+  };
+  add(slm::cli::add_info);
+  add(slm::cli::add_synth);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  if (verbose) slm::logger().set_level(spdlog::level::debug);
+
+  try {
+    for (auto& [sub, run] : commands) {
+      if (sub->parsed()) return run();
+    }
+  } catch (const slm::Error& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "slm: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    fmt::print(stderr, "slm: internal error: {}\n", e.what());
+    return 2;
+  }
+  return 1;
+}
