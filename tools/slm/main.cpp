@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   };
   add(slm::cli::add_info);
   add(slm::cli::add_synth);
+  add(slm::cli::add_tokenize);
 
   try {
     app.parse(argc, argv);

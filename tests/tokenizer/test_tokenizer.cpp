@@ -1,0 +1,235 @@
+// The tokenizer against the reference tokenizer's outputs on the real Phi-3
+// vocabulary (tokenizer/*.inp/.out, phi3_cases.json, the text reference).
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "gguf/gguf_reader.h"
+#include "gguf/gguf_writer.h"
+#include "slm/error.h"
+#include "support/testdata.h"
+#include "tokenizer/tokenizer.h"
+
+namespace slm {
+namespace {
+
+using nlohmann::json;
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+class Phi3Vocab : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SLM_REQUIRE_TESTDATA();
+    file_ = std::make_unique<gguf::GgufFile>(test::testdata_dir() + "/tokenizer/ggml-vocab-phi-3.gguf");
+    tok_ = std::make_unique<Tokenizer>(*file_);
+  }
+  std::unique_ptr<gguf::GgufFile> file_;
+  std::unique_ptr<Tokenizer> tok_;
+};
+
+// Cases are separated by a line "__ggml_vocab_test__"; the .out file has one
+// line of ids per case (no BOS, special-token text as plain text).
+TEST_F(Phi3Vocab, ReferenceInpOutCases) {
+  const std::string base = test::testdata_dir() + "/tokenizer/ggml-vocab-phi-3.gguf";
+  const std::string inp = read_text(base + ".inp");
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> cases;
+  for (size_t pos = 0;;) {
+    const size_t next = inp.find(sep, pos);
+    if (next == std::string::npos) break;
+    cases.push_back(inp.substr(pos, next - pos));
+    pos = next + sep.size();
+  }
+  std::ifstream out(base + ".out");
+  std::vector<std::vector<TokenId>> expected;
+  for (std::string line; std::getline(out, line);) {
+    std::istringstream ss(line);
+    std::vector<TokenId> ids;
+    for (TokenId id; ss >> id;) ids.push_back(id);
+    expected.push_back(ids);
+  }
+  ASSERT_GT(cases.size(), 30u);
+  ASSERT_EQ(cases.size(), expected.size());
+  for (size_t i = 0; i < cases.size(); ++i) {
+    EXPECT_EQ(tok_->encode(cases[i], false, false), expected[i]) << "case " << i << ": '" << cases[i] << "'";
+    EXPECT_EQ(tok_->decode(tok_->encode(cases[i], false, false)), cases[i]) << "case " << i;
+  }
+}
+
+TEST_F(Phi3Vocab, Phi3CasesBothModes) {
+  std::ifstream in(test::testdata_dir() + "/tokenizer/phi3_cases.json");
+  const json cases = json::parse(in);
+  ASSERT_GE(cases.size(), 10u);
+  for (const json& c : cases) {
+    const std::string text = c.at("text");
+    EXPECT_EQ(tok_->encode(text, false, false), c.at("plain").get<std::vector<TokenId>>()) << text;
+    EXPECT_EQ(tok_->encode(text, true, true), c.at("special").get<std::vector<TokenId>>()) << text;
+    EXPECT_EQ(tok_->decode(tok_->encode(text, false, false)), text);
+  }
+}
+
+TEST_F(Phi3Vocab, SpecialIdsAndFlags) {
+  EXPECT_EQ(tok_->n_vocab(), 32064);
+  EXPECT_EQ(tok_->bos(), 1);
+  EXPECT_EQ(tok_->eos(), 32000);
+  EXPECT_TRUE(tok_->add_bos());
+  EXPECT_TRUE(tok_->add_space_prefix());
+  EXPECT_EQ(tok_->find("<|end|>"), 32007);
+  EXPECT_TRUE(tok_->is_control(32007));
+  EXPECT_EQ(tok_->token_to_piece(32007), "");
+  EXPECT_EQ(tok_->token_to_piece(32007, true), "<|end|>");
+  EXPECT_EQ(tok_->token_to_piece(13), "\n");  // <0x0A>
+  EXPECT_EQ(tok_->token_to_piece(15043), " Hello");
+}
+
+TEST_F(Phi3Vocab, HostileText) {
+  // Empty: only BOS, or nothing.
+  EXPECT_EQ(tok_->encode("", true, true), std::vector<TokenId>{1});
+  EXPECT_TRUE(tok_->encode("", false, false).empty());
+  // Invalid UTF-8 and NUL bytes go through byte fallback and come back exactly.
+  for (const std::string& s : {std::string("\xFF\xFE abc \xC3", 8), std::string("a\0b\0", 4),
+                               std::string("\xE2\x82", 2), std::string("\x80\x80\x80", 3),
+                               std::string("\xF4\x90\x80\x80 too big", 12)}) {
+    const auto ids = tok_->encode(s, false, false);
+    EXPECT_FALSE(ids.empty());
+    for (TokenId id : ids) EXPECT_TRUE(tok_->is_valid(id));
+    EXPECT_EQ(tok_->decode(ids), s);
+  }
+  // A 1 MB single line (mixed scripts) encodes and decodes back.
+  std::string big;
+  while (big.size() < (1u << 20)) big += "The quick brown fox; \xD0\xBD\xD0\xB5\xD1\x89\xD0\xBE \xE6\x97\xA5\xE6\x9C\xAC x=42*y ";
+  const auto ids = tok_->encode(big, false, false);
+  EXPECT_GT(ids.size(), big.size() / 8);
+  EXPECT_EQ(tok_->decode(ids), big);
+}
+
+TEST_F(Phi3Vocab, ChatPromptGetsOneBos) {
+  const std::string rendered = "<s><|user|>\nHi<|end|>\n<|assistant|>\n";
+  const auto plain = tok_->encode(rendered, true, true);  // the reference behaviour: BOS + parsed <s>
+  ASSERT_GE(plain.size(), 2u);
+  EXPECT_EQ(plain[0], 1);
+  EXPECT_EQ(plain[1], 1);
+  const auto chat = tok_->encode_chat(rendered);
+  EXPECT_EQ(chat, std::vector<TokenId>(plain.begin() + 1, plain.end()));
+  EXPECT_EQ(tok_->encode_chat("<|user|>\nHi<|end|>\n<|assistant|>\n").front(), 1);  // added when absent
+}
+
+TEST(Tokenizer, TextReferenceOnTheModelFile) {
+  SLM_REQUIRE_TESTDATA();
+  std::ifstream in(test::testdata_dir() + "/reference/phi3-tiny-vocab-q8_0.text.json");
+  const json ref = json::parse(in);
+  const gguf::GgufFile file(test::testdata_dir() + "/" + ref.at("model").get<std::string>());
+  const Tokenizer tok(file);
+  for (const json& p : ref.at("prompts")) {
+    EXPECT_EQ(tok.encode(p.at("text").get<std::string>(), p.at("add_bos"), p.at("parse_special")),
+              p.at("tokens").get<std::vector<TokenId>>())
+        << p.at("text");
+  }
+}
+
+TEST(Tokenizer, NoSpacePrefixVocabulary) {
+  SLM_REQUIRE_TESTDATA();
+  const gguf::GgufFile file(test::testdata_dir() + "/models/gemma-tiny.gguf");
+  const Tokenizer tok(file);
+  EXPECT_FALSE(tok.add_space_prefix());
+  EXPECT_EQ(tok.bos(), 2);
+  const std::string text = "Hi there, \xE2\x9C\x93!";
+  const auto ids = tok.encode(text, true, true);
+  EXPECT_EQ(ids.front(), 2);
+  EXPECT_EQ(tok.decode(ids), text);  // no space invented or removed
+}
+
+TEST(Tokenizer, RstripOnlyForPhi3Names) {
+  // Same vocabulary, two names: only a Phi-3 name strips whitespace after <|user|>.
+  auto make = [](const std::string& name) {
+    gguf::GgufWriter w;
+    w.set("general.name", gguf::Value::string(name));
+    w.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+    std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", "<|user|>", "\xE2\x96\x81", "a", "\xE2\x96\x81" "a"};
+    std::vector<int32_t> types = {2, 3, 3, 3, 1, 1, 1};
+    for (int b = 0; b < 256; ++b) {
+      tokens.push_back(fmt::format("<0x{:02X}>", b));
+      types.push_back(6);
+    }
+    std::vector<float> scores(tokens.size(), 0.0f);
+    w.set("tokenizer.ggml.tokens", gguf::Value::string_array(tokens));
+    w.set("tokenizer.ggml.scores", gguf::Value::array(scores));
+    w.set("tokenizer.ggml.token_type", gguf::Value::array(types));
+    const std::string path = test::temp_path(name + ".gguf");
+    w.write(path);
+    return path;
+  };
+  const gguf::GgufFile phi(make("Phi-3 mini")), other(make("other"));
+  const Tokenizer tphi(phi), tother(other);
+  // "<|user|>\na": Phi-3 drops the newline, then "a" gets the space prefix.
+  EXPECT_EQ(tphi.encode("<|user|>\na", false, true), (std::vector<TokenId>{3, 6}));
+  EXPECT_EQ(tother.encode("<|user|>\na", false, true), (std::vector<TokenId>{3, 4, 7 + 0x0A, 5}));
+  // Without parse_special the text is plain for both.
+  EXPECT_EQ(tphi.encode("<|user|>", false, false), tother.encode("<|user|>", false, false));
+}
+
+TEST(Tokenizer, UnsupportedOrBrokenVocabularies) {
+  auto load = [](gguf::GgufWriter& w, const std::string& name) {
+    const std::string path = test::temp_path(name);
+    w.write(path);
+    const gguf::GgufFile f(path);
+    return Tokenizer(f);
+  };
+  gguf::GgufWriter none;
+  none.set("general.architecture", gguf::Value::string("llama"));
+  EXPECT_THROW(load(none, "none.gguf"), Error);
+  gguf::GgufWriter bpe;
+  bpe.set("tokenizer.ggml.model", gguf::Value::string("gpt2"));
+  bpe.set("tokenizer.ggml.tokens", gguf::Value::string_array({"a"}));
+  try {
+    load(bpe, "bpe.gguf");
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("gpt2"), std::string::npos);
+  }
+  gguf::GgufWriter mismatch;
+  mismatch.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+  mismatch.set("tokenizer.ggml.tokens", gguf::Value::string_array({"a", "b"}));
+  mismatch.set("tokenizer.ggml.scores", gguf::Value::array(std::vector<float>{0.0f}));
+  EXPECT_THROW(load(mismatch, "mismatch.gguf"), Error);
+  gguf::GgufWriter bad_id;
+  bad_id.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+  bad_id.set("tokenizer.ggml.tokens", gguf::Value::string_array({"a", "b"}));
+  bad_id.set("tokenizer.ggml.bos_token_id", gguf::Value::scalar(uint32_t{7}));
+  EXPECT_THROW(load(bad_id, "bad_id.gguf"), Error);
+}
+
+TEST_F(Phi3Vocab, StreamingDetokenizerEmitsWholeCharacters) {
+  // "🦙" has no token: it is four byte tokens, and must come out once, whole.
+  const std::string text = "this is \xF0\x9F\xA6\x99.cpp and \xD0\xBD\xD0\xB5\xD1\x89\xD0\xBE";
+  const auto ids = tok_->encode(text, true, true);
+  StreamingDetokenizer detok(*tok_);
+  std::string streamed;
+  for (TokenId id : ids) {
+    const std::string part = detok.push(id);
+    EXPECT_TRUE(is_valid_utf8(part)) << "partial character emitted for token " << id;
+    streamed += part;
+  }
+  streamed += detok.flush();
+  EXPECT_EQ(streamed, text);
+  EXPECT_EQ(streamed, tok_->decode(ids));
+  // The bytes of the emoji: nothing until the last one.
+  detok.reset();
+  EXPECT_EQ(detok.push(243), "");
+  EXPECT_EQ(detok.push(162), "");
+  EXPECT_EQ(detok.push(169), "");
+  EXPECT_EQ(detok.push(156), "\xF0\x9F\xA6\x99");
+}
+
+}  // namespace
+}  // namespace slm
