@@ -93,6 +93,17 @@ Tokenizer::Tokenizer(const gguf::GgufFile& file) {
     byte_tokens_[b] = id ? *id : -1;
   }
 
+  // Can words be merged independently? Only if no piece has "▁" right after
+  // another character (SentencePiece's split_by_whitespace vocabularies).
+  words_are_independent_ = true;
+  for (const std::string& t : tokens_) {
+    for (size_t at = t.find(kSpaceMarker, 1); at != std::string::npos; at = t.find(kSpaceMarker, at + 1)) {
+      if (!(at >= kSpaceMarker.size() && t.compare(at - kSpaceMarker.size(), kSpaceMarker.size(), kSpaceMarker) == 0)) {
+        words_are_independent_ = false;
+      }
+    }
+  }
+
   // Tokens recognised inside text, longest first so "<|endoftext|>" wins
   // over any shorter special it contains.
   for (TokenId id = 0; id < n_vocab(); ++id) {
@@ -182,14 +193,34 @@ void Tokenizer::encode_fragment(std::string_view raw, std::vector<TokenId>& out)
       text += c;
     }
   }
+  if (!words_are_independent_) {
+    merge_chunk(text, out);
+    return;
+  }
+  // No piece has "▁" after another character, so no merge can cross the
+  // start of a word ("▁" after a non-"▁"): merging each word on its own
+  // gives exactly the whole-text result, in time linear in the text.
+  const std::string_view view(text);
+  size_t begin = 0;
+  for (size_t pos = 1; pos < view.size(); ++pos) {
+    if (view.compare(pos, kSpaceMarker.size(), kSpaceMarker) == 0 &&
+        !(pos >= kSpaceMarker.size() &&
+          view.compare(pos - kSpaceMarker.size(), kSpaceMarker.size(), kSpaceMarker) == 0)) {
+      merge_chunk(view.substr(begin, pos - begin), out);
+      begin = pos;
+    }
+  }
+  merge_chunk(view.substr(begin), out);
+}
 
+void Tokenizer::merge_chunk(std::string_view view, std::vector<TokenId>& out) const {
   // One symbol per UTF-8 character. A byte that does not start a valid
   // character stands alone (judging by the lead byte only, as some engines
   // do, would let an invalid byte swallow the following "▁" marker).
   std::vector<Symbol> symbols;
-  symbols.reserve(text.size());
-  for (size_t pos = 0; pos < text.size();) {
-    const int valid = utf8_valid_prefix(std::string_view(text).substr(pos));
+  symbols.reserve(view.size());
+  for (size_t pos = 0; pos < view.size();) {
+    const int valid = utf8_valid_prefix(view.substr(pos));
     const size_t n = valid > 0 ? static_cast<size_t>(valid) : 1;
     const int index = static_cast<int>(symbols.size());
     symbols.push_back({index - 1, index + 1, pos, n});
@@ -198,7 +229,6 @@ void Tokenizer::encode_fragment(std::string_view raw, std::vector<TokenId>& out)
   if (symbols.empty()) return;
   symbols.back().next = -1;
 
-  const std::string_view view(text);
   std::priority_queue<Bigram, std::vector<Bigram>, BigramOrder> queue;
   auto try_add = [&](int left, int right) {
     if (left < 0 || right < 0) return;

@@ -92,6 +92,7 @@ class Tokenizer {
   };
   std::vector<Fragment> partition(std::string_view text, bool parse_special) const;
   void encode_fragment(std::string_view text, std::vector<TokenId>& out) const;
+  void merge_chunk(std::string_view escaped, std::vector<TokenId>& out) const;
   void emit_bytes(std::string_view piece, std::vector<TokenId>& out) const;
 
   std::vector<std::string> tokens_;
@@ -105,6 +106,7 @@ class Tokenizer {
   bool add_bos_ = true;
   bool add_eos_ = false;
   bool add_space_prefix_ = true;
+  bool words_are_independent_ = false;  // see encode_fragment
 };
 
 // Turns a stream of generated ids into text for display: only complete UTF-8

@@ -178,6 +178,29 @@ TEST(Tokenizer, RstripOnlyForPhi3Names) {
   EXPECT_EQ(tphi.encode("<|user|>", false, false), tother.encode("<|user|>", false, false));
 }
 
+// A vocabulary with a piece spanning a word boundary ("a▁b") must be merged
+// over the whole text, not word by word.
+TEST(Tokenizer, PiecesAcrossWordBoundaries) {
+  gguf::GgufWriter w;
+  w.set("tokenizer.ggml.model", gguf::Value::string("llama"));
+  const std::string m = "\xE2\x96\x81";
+  std::vector<std::string> tokens = {"<unk>", "<s>", "</s>", m, "a", "b", "a" + m, "a" + m + "b", m + "a"};
+  std::vector<int32_t> types = {2, 3, 3, 1, 1, 1, 1, 1, 1};
+  std::vector<float> scores = {0, 0, 0, -1, -1, -1, -2, -3, -1};
+  w.set("tokenizer.ggml.tokens", gguf::Value::string_array(tokens));
+  w.set("tokenizer.ggml.scores", gguf::Value::array(scores));
+  w.set("tokenizer.ggml.token_type", gguf::Value::array(types));
+  w.set("tokenizer.ggml.add_space_prefix", gguf::Value::scalar(false));
+  const std::string path = test::temp_path("cross.gguf");
+  w.write(path);
+  const gguf::GgufFile f(path);
+  const Tokenizer tok(f);
+  // "a▁b" (no space prefix): a▁ (score -2), then a▁b (-3). Merging word
+  // by word ("a", "▁b") would give a, ▁, b instead.
+  EXPECT_EQ(tok.encode("a b", false, false), (std::vector<TokenId>{7}));
+  EXPECT_EQ(tok.decode({7}), "a b");
+}
+
 TEST(Tokenizer, UnsupportedOrBrokenVocabularies) {
   auto load = [](gguf::GgufWriter& w, const std::string& name) {
     const std::string path = test::temp_path(name);
