@@ -24,6 +24,27 @@ uint64_t min_element_bytes(ValueType t) {
   return value_type_size(t);
 }
 
+// What is being read, for error messages. Formatted only when an error is
+// reported: building the text for every array element up front would make a
+// hostile file (a long key, millions of elements) quadratic in its size.
+struct Label {
+  static constexpr uint64_t kNoIndex = ~uint64_t{0};
+  Label(const char* t) : text(t) {}  // NOLINT: implicit on purpose
+  Label(const std::string& t) : text(t) {}  // NOLINT
+  Label(const Label* p, std::string_view t, uint64_t i = kNoIndex) : parent(p), text(t), index(i) {}
+
+  std::string str() const {
+    std::string s = parent != nullptr ? parent->str() : std::string();
+    s += text;
+    if (index != kNoIndex) s += fmt::format("[{}]", index);
+    return s;
+  }
+
+  const Label* parent = nullptr;
+  std::string_view text;
+  uint64_t index = kNoIndex;
+};
+
 // Bounds-checked sequential reader over the mapped bytes. Every failure names
 // the file, what was being read and where.
 class Cursor {
@@ -33,18 +54,18 @@ class Cursor {
   uint64_t pos() const { return pos_; }
   uint64_t left() const { return size_ - pos_; }
 
-  [[noreturn]] void fail(uint64_t at, const std::string& what, const std::string& problem) const {
-    throw Error(fmt::format("{}: {} at offset {}: {}", path_, what, at, problem));
+  [[noreturn]] void fail(uint64_t at, const Label& what, const std::string& problem) const {
+    throw Error(fmt::format("{}: {} at offset {}: {}", path_, what.str(), at, problem));
   }
 
-  void need(uint64_t n, const std::string& what) const {
+  void need(uint64_t n, const Label& what) const {
     if (n > left()) {
       fail(pos_, what, fmt::format("file truncated ({} bytes needed, {} left of {})", n, left(), size_));
     }
   }
 
   template <class T>
-  T read(const std::string& what) {
+  T read(const Label& what) {
     need(sizeof(T), what);
     T v;
     std::memcpy(&v, data_ + pos_, sizeof(T));
@@ -52,9 +73,9 @@ class Cursor {
     return v;
   }
 
-  std::string read_string(const std::string& what) {
+  std::string read_string(const Label& what) {
     const uint64_t at = pos_;
-    const auto len = read<uint64_t>(what + " length");
+    const auto len = read<uint64_t>(Label(&what, " length"));
     if (len > left()) {
       fail(at, what, fmt::format("string length {} exceeds the {} bytes left in the file", len, left()));
     }
@@ -63,7 +84,7 @@ class Cursor {
     return s;
   }
 
-  std::vector<uint8_t> read_bytes(uint64_t n, const std::string& what) {
+  std::vector<uint8_t> read_bytes(uint64_t n, const Label& what) {
     need(n, what);
     std::vector<uint8_t> bytes(data_ + pos_, data_ + pos_ + n);
     pos_ += n;
@@ -77,7 +98,11 @@ class Cursor {
   const std::string& path_;
 };
 
-ValueType read_value_type(Cursor& in, const std::string& what) {
+// Counts come from the file: reserve at most this many entries up front and
+// let vectors grow as elements are actually parsed.
+constexpr uint64_t kMaxReserve = 4096;
+
+ValueType read_value_type(Cursor& in, const Label& what) {
   const uint64_t at = in.pos();
   const auto id = in.read<uint32_t>(what);
   if (!is_valid_value_type(id)) {
@@ -86,15 +111,15 @@ ValueType read_value_type(Cursor& in, const std::string& what) {
   return static_cast<ValueType>(id);
 }
 
-Value read_value(Cursor& in, ValueType type, const std::string& what, int depth);
+Value read_value(Cursor& in, ValueType type, const Label& what, int depth);
 
-Value read_array(Cursor& in, const std::string& what, int depth) {
+Value read_array(Cursor& in, const Label& what, int depth) {
   if (depth >= kMaxArrayNesting) {
     in.fail(in.pos(), what, fmt::format("arrays nested deeper than {} levels", kMaxArrayNesting));
   }
-  const ValueType elem = read_value_type(in, what + " element type");
+  const ValueType elem = read_value_type(in, Label(&what, " element type"));
   const uint64_t at = in.pos();
-  const auto n = in.read<uint64_t>(what + " element count");
+  const auto n = in.read<uint64_t>(Label(&what, " element count"));
   const uint64_t min_bytes = min_element_bytes(elem);
   if (n > in.left() / min_bytes) {
     in.fail(at, what,
@@ -103,20 +128,20 @@ Value read_array(Cursor& in, const std::string& what, int depth) {
   }
   if (elem == ValueType::String) {
     std::vector<std::string> items;
-    items.reserve(n);
-    for (uint64_t i = 0; i < n; ++i) items.push_back(in.read_string(fmt::format("{}[{}]", what, i)));
+    items.reserve(std::min(n, kMaxReserve));
+    for (uint64_t i = 0; i < n; ++i) items.push_back(in.read_string(Label(&what, "", i)));
     return Value::string_array(std::move(items));
   }
   if (elem == ValueType::Array) {
     std::vector<Value> items;
-    items.reserve(n);
-    for (uint64_t i = 0; i < n; ++i) items.push_back(read_array(in, fmt::format("{}[{}]", what, i), depth + 1));
+    items.reserve(std::min(n, kMaxReserve));
+    for (uint64_t i = 0; i < n; ++i) items.push_back(read_array(in, Label(&what, "", i), depth + 1));
     return Value::array_of_arrays(std::move(items));
   }
-  return Value::raw_array(elem, n, in.read_bytes(n * min_bytes, what + " elements"));
+  return Value::raw_array(elem, n, in.read_bytes(n * min_bytes, Label(&what, " elements")));
 }
 
-Value read_value(Cursor& in, ValueType type, const std::string& what, int depth) {
+Value read_value(Cursor& in, ValueType type, const Label& what, int depth) {
   switch (type) {
     case ValueType::U8: return Value::scalar(in.read<uint8_t>(what));
     case ValueType::I8: return Value::scalar(in.read<int8_t>(what));
@@ -148,7 +173,14 @@ std::string type_mismatch(const std::string& path, std::string_view key, const V
 
 }  // namespace
 
-GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) { parse(); }
+GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) {
+  try {
+    parse();
+  } catch (const std::bad_alloc&) {
+    throw Error(fmt::format("{}: out of memory while reading the metadata ({} bytes of file)", path,
+                            file_->size()));
+  }
+}
 
 GgufFile::~GgufFile() = default;
 
@@ -184,14 +216,15 @@ void GgufFile::parse() {
   }
 
   // ---- Metadata.
-  kv_.reserve(n_kv);
+  kv_.reserve(std::min(n_kv, kMaxReserve));
   for (uint64_t i = 0; i < n_kv; ++i) {
     at = in.pos();
     std::string key = in.read_string(fmt::format("metadata key #{}", i));
     const std::string what = fmt::format("metadata '{}'", key);
+    const Label what_label(what);
     if (kv_index_.count(key) != 0) in.fail(at, what, "duplicate key");
-    const ValueType type = read_value_type(in, what + " type");
-    Value value = read_value(in, type, what, 0);
+    const ValueType type = read_value_type(in, Label(&what_label, " type"));
+    Value value = read_value(in, type, what_label, 0);
     kv_index_.emplace(key, kv_.size());
     kv_.push_back({std::move(key), std::move(value)});
   }
@@ -209,33 +242,40 @@ void GgufFile::parse() {
   }
 
   // ---- Tensor infos.
-  tensors_.reserve(n_tensors);
+  tensors_.reserve(std::min(n_tensors, kMaxReserve));
   for (uint64_t i = 0; i < n_tensors; ++i) {
     TensorInfo t;
     at = in.pos();
     t.name = in.read_string(fmt::format("tensor #{} name", i));
     const std::string what = fmt::format("tensor '{}'", t.name);
+    const Label what_t(what);
     if (tensor_index_.count(t.name) != 0) in.fail(at, what, "duplicate tensor name");
 
     at = in.pos();
-    const auto n_dims = in.read<uint32_t>(what + " dimension count");
+    const auto n_dims = in.read<uint32_t>(Label(&what_t, " dimension count"));
     if (n_dims == 0 || n_dims > static_cast<uint32_t>(kMaxDims)) {
       in.fail(at, what, fmt::format("{} dimensions (expected 1..{})", n_dims, kMaxDims));
     }
-    uint64_t n_elements = 1;
+    // The product of the non-zero dims must fit in int64 (a zero dim would
+    // otherwise hide absurd others).
+    uint64_t nonzero_product = 1;
+    bool has_zero = false;
     for (uint32_t d = 0; d < n_dims; ++d) {
       at = in.pos();
-      const auto dim = in.read<uint64_t>(fmt::format("{} ne[{}]", what, d));
-      if (dim > static_cast<uint64_t>(INT64_MAX) || __builtin_mul_overflow(n_elements, dim, &n_elements) ||
-          n_elements > static_cast<uint64_t>(INT64_MAX)) {
+      const auto dim = in.read<uint64_t>(Label(&what_t, " ne", d));
+      has_zero = has_zero || dim == 0;
+      if (dim > static_cast<uint64_t>(INT64_MAX) ||
+          (dim != 0 && __builtin_mul_overflow(nonzero_product, dim, &nonzero_product)) ||
+          nonzero_product > static_cast<uint64_t>(INT64_MAX)) {
         in.fail(at, what, fmt::format("ne[{}] = {} makes the element count overflow", d, dim));
       }
       t.ne.push_back(static_cast<int64_t>(dim));
     }
+    const uint64_t n_elements = has_zero ? 0 : nonzero_product;
     t.n_elements = n_elements;
 
     at = in.pos();
-    const auto type_id = in.read<uint32_t>(what + " type");
+    const auto type_id = in.read<uint32_t>(Label(&what_t, " type"));
     const auto tt = dtype_traits(type_id);
     if (!tt) in.fail(at, what, fmt::format("unknown GGML type id {}", type_id));
     t.type = tt->type;
@@ -251,7 +291,7 @@ void GgufFile::parse() {
       in.fail(at, what, "byte size overflows 64 bits");
     }
     at = in.pos();
-    t.offset = in.read<uint64_t>(what + " data offset");
+    t.offset = in.read<uint64_t>(Label(&what_t, " data offset"));
     tensor_index_.emplace(t.name, tensors_.size());
     tensors_.push_back(std::move(t));
   }
@@ -279,7 +319,9 @@ void GgufFile::parse() {
   // No two tensors may share bytes.
   std::vector<const TensorInfo*> by_offset;
   by_offset.reserve(tensors_.size());
-  for (const TensorInfo& t : tensors_) by_offset.push_back(&t);
+  for (const TensorInfo& t : tensors_) {
+    if (t.n_bytes != 0) by_offset.push_back(&t);  // an empty tensor occupies no bytes
+  }
   std::sort(by_offset.begin(), by_offset.end(),
             [](const TensorInfo* a, const TensorInfo* b) { return a->offset < b->offset; });
   for (size_t i = 1; i < by_offset.size(); ++i) {

@@ -45,7 +45,7 @@ struct TensorInfo {
   uint64_t n_elements = 0;
 
   int64_t dim(int i) const { return i < static_cast<int>(ne.size()) ? ne[i] : 1; }
-  int64_t n_rows() const { return static_cast<int64_t>(n_elements) / (ne.empty() ? 1 : ne[0]); }
+  int64_t n_rows() const { return ne.empty() || ne[0] == 0 ? 0 : static_cast<int64_t>(n_elements) / ne[0]; }
 };
 
 class GgufFile {

@@ -143,7 +143,10 @@ void GgufWriter::add_tensor(const std::string& name, DType type, const std::vect
   uint64_t n_elements = 1;
   for (int64_t d : ne) {
     if (d < 0) throw Error(fmt::format("gguf writer: tensor '{}' has a negative dimension", name));
-    n_elements *= static_cast<uint64_t>(d);
+    if (__builtin_mul_overflow(n_elements, static_cast<uint64_t>(d), &n_elements) ||
+        n_elements > static_cast<uint64_t>(INT64_MAX)) {
+      throw Error(fmt::format("gguf writer: tensor '{}' element count overflows", name));
+    }
   }
   if (ne[0] % tt.block_size != 0) {
     throw Error(fmt::format("gguf writer: tensor '{}' row length {} is not a multiple of the {} block size {}", name,

@@ -47,6 +47,11 @@ class Tokenizer {
   // slm::Error for a tokenizer model other than "llama", missing or
   // inconsistent arrays, or special ids outside the vocabulary.
   explicit Tokenizer(const gguf::GgufFile& file);
+  // Movable, not copyable: the lookup index views the token strings.
+  Tokenizer(Tokenizer&&) = default;
+  Tokenizer& operator=(Tokenizer&&) = default;
+  Tokenizer(const Tokenizer&) = delete;
+  Tokenizer& operator=(const Tokenizer&) = delete;
 
   // Text -> ids, exactly as the reference tokenizer: add_special adds BOS
   // (and EOS) as the vocabulary's metadata asks, even when the text itself

@@ -1,6 +1,8 @@
 // Hostile input: truncated files, corrupted fields, absurd counts. Every case
 // must end in an slm::Error naming the file and the problem — never a crash,
 // a hang or a huge allocation (this suite also runs under ASan + UBSan).
+#include <sys/stat.h>
+
 #include <cstring>
 #include <random>
 
@@ -289,6 +291,35 @@ TEST(GgufMalformed, DuplicateTensorName) {
   Bytes b = slm::test::read_file(path);
   b[find(b, "aaab") + 3] = 'a';
   expect_error(b, "duplicate tensor name");
+}
+
+TEST(GgufMalformed, ZeroDimDoesNotHideOverflow) {
+  GgufWriter w;
+  w.add_tensor("e", DType::F32, {32, 0, 4, 4}, std::vector<uint8_t>{});
+  const std::string path = slm::test::temp_path("zero_src.gguf");
+  w.write(path);
+  Bytes b = slm::test::read_file(path);
+  const TensorField f = tensor_fields(b, "e", 4);
+  poke<uint64_t>(b, f.ne0 + 16, uint64_t{1} << 62);
+  poke<uint64_t>(b, f.ne0 + 24, uint64_t{1} << 62);
+  expect_error(b, "overflow");
+}
+
+// A long key followed by a huge array of empty strings: per-element work
+// must not depend on the key length (this was quadratic once).
+TEST(GgufMalformed, LongKeyWithManyElementsLoadsPromptly) {
+  GgufWriter w;
+  w.set(std::string(200000, 'k'), Value::string_array(std::vector<std::string>(300000)));
+  const std::string path = slm::test::temp_path("long_key.gguf");
+  w.write(path);
+  const GgufFile f(path);
+  EXPECT_EQ(f.metadata()[0].value.size(), 300000u);
+}
+
+TEST(GgufMalformed, FifoIsRefusedWithoutBlocking) {
+  const std::string path = slm::test::temp_path("fifo.gguf");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  EXPECT_THROW(GgufFile f(path), Error);
 }
 
 // Random corruption: flip bytes, overwrite with extreme values. Any outcome

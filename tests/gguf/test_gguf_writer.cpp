@@ -71,6 +71,25 @@ TEST(GgufWriter, HonoursGeneralAlignment) {
   EXPECT_THROW(w.set("general.alignment", Value::scalar(uint64_t{32})), Error);
 }
 
+// Empty tensors share their offset with the next tensor; the reader must not
+// call that an overlap, whatever order it sorts them in.
+TEST(GgufWriter, ZeroSizedTensorsRoundTrip) {
+  GgufWriter w;
+  for (int i = 0; i < 40; ++i) {
+    if (i % 3 == 0) {
+      w.add_tensor("empty." + std::to_string(i), DType::F32, {0, 4}, std::vector<uint8_t>{});
+    } else {
+      w.add_tensor("full." + std::to_string(i), DType::F32, {8}, test::random_bytes(32, i));
+    }
+  }
+  const std::string path = slm::test::temp_path("zero_sized.gguf");
+  w.write(path);
+  const GgufFile f(path);
+  ASSERT_EQ(f.tensors().size(), 40u);
+  EXPECT_EQ(f.find_tensor("empty.3")->n_bytes, 0u);
+  EXPECT_EQ(f.find_tensor("empty.3")->n_rows(), 0);
+}
+
 TEST(GgufWriter, RejectsInconsistentTensors) {
   GgufWriter w;
   std::vector<uint8_t> bytes(18);
@@ -80,6 +99,7 @@ TEST(GgufWriter, RejectsInconsistentTensors) {
   w.add_tensor("a", DType::Q4_0, {32}, bytes);
   EXPECT_THROW(w.add_tensor("a", DType::Q4_0, {32}, bytes), Error);        // duplicate
   EXPECT_THROW(w.set("k", Value::array_of_arrays({Value::scalar(1.0f)})), Error);
+  EXPECT_THROW(w.add_tensor("big", DType::F32, {int64_t{1} << 40, int64_t{1} << 40}, nullptr, 0), Error);
 }
 
 TEST(GgufWriter, FailedWriteLeavesNoFile) {
