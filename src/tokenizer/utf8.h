@@ -8,15 +8,6 @@
 
 namespace slm {
 
-// Length of the UTF-8 sequence that starts with `lead` (1..4), judged by the
-// lead byte alone; a stray continuation or invalid byte counts as 1. This is
-// how SentencePiece splits text into characters, so invalid input still
-// splits into pieces that byte fallback can encode.
-inline size_t utf8_sequence_length(uint8_t lead) {
-  static constexpr uint8_t kLengths[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
-  return kLengths[lead >> 4];
-}
-
 // Length of the complete, valid UTF-8 sequence at the start of `s`:
 // > 0  a valid sequence of that many bytes;
 // 0    `s` is a valid but unfinished prefix (more bytes may complete it);

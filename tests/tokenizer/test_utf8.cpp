@@ -33,13 +33,5 @@ TEST(Utf8, AssemblerHoldsPartialCharacters) {
   EXPECT_FALSE(a.has_pending());
 }
 
-TEST(Utf8, SequenceLengthByLeadByte) {
-  EXPECT_EQ(utf8_sequence_length('a'), 1u);
-  EXPECT_EQ(utf8_sequence_length(0x80), 1u);
-  EXPECT_EQ(utf8_sequence_length(0xC3), 2u);
-  EXPECT_EQ(utf8_sequence_length(0xE2), 3u);
-  EXPECT_EQ(utf8_sequence_length(0xF0), 4u);
-}
-
 }  // namespace
 }  // namespace slm
