@@ -85,8 +85,8 @@ class Tokenizer {
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
-  // True when the token ends generation by itself (EOS or a control token
-  // like <|end|>); chat templates add their own stop tokens on top.
+  // Control tokens (<s>, <|end|>, ...) decode to nothing unless rendered;
+  // which of them end a turn is the chat template's call (stop_tokens).
   bool is_control(TokenId id) const { return is_valid(id) && token_type(id) == TokenType::kControl; }
 
  private:

@@ -1,5 +1,7 @@
 // `slm synth` writes files with the layout real converted models have: the
 // tiny presets must match the reference files' tensor names, shapes and keys.
+#include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -7,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/fp16.h"
 #include "gguf/gguf_reader.h"
 #include "support/testdata.h"
 
@@ -56,6 +59,18 @@ TEST(CliSynth, F16WeightsAreFiniteAndScaled) {
   const gguf::TensorInfo* t = f.find_tensor("blk.0.ffn_down.weight");
   ASSERT_NE(t, nullptr);
   EXPECT_EQ(t->type, DType::F16);
+  // Uniform weights with std 1/sqrt(fan-in = ne[0]).
+  double sum_sq = 0.0;
+  const uint8_t* data = f.tensor_data(*t);
+  for (uint64_t i = 0; i < t->n_elements; ++i) {
+    uint16_t h;
+    std::memcpy(&h, data + 2 * i, 2);
+    const float x = f16_to_f32(h);
+    ASSERT_TRUE(std::isfinite(x));
+    sum_sq += double(x) * x;
+  }
+  const double std_dev = std::sqrt(sum_sq / t->n_elements);
+  EXPECT_NEAR(std_dev, 1.0 / std::sqrt(double(t->ne[0])), 0.05 / std::sqrt(double(t->ne[0])));
   EXPECT_EQ(f.find_tensor("blk.0.attn_norm.weight")->type, DType::F32);
   EXPECT_EQ(f.get_u32("general.file_type"), 1u);
 }

@@ -7,8 +7,10 @@
 // kind: <unk>, <s>, </s>, the 256 byte tokens, then made-up pieces.
 // Weights are uniform with standard deviation 1/sqrt(fan-in), so activations
 // stay finite through any number of layers.
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
