@@ -1,0 +1,160 @@
+// GGUF / GGML block layouts, bit-exact.
+//
+// A quantized row is a sequence of blocks; each block holds `kBlock*`
+// elements. Scales are IEEE half (`uint16_t` bits) unless noted. The element
+// order inside a block is what the file format defines — read the layout
+// comment before touching a kernel. The scalar reference in ref/quant_ref.cpp
+// is the executable form of these comments.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace slm::kernels {
+
+constexpr int kQK = 32;     // elements per block of the 32-element formats
+constexpr int kQK_K = 256;  // elements per super-block of the K formats
+
+// Q4_0: x = d * (q - 8), q in 0..15.
+// qs[j] holds element j in its low nibble and element j + 16 in its high one.
+struct BlockQ4_0 {
+  uint16_t d;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ4_0) == 18, "Q4_0 block is 18 bytes");
+
+// Q4_1: x = d * q + m, q in 0..15; nibbles as in Q4_0.
+struct BlockQ4_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ4_1) == 20, "Q4_1 block is 20 bytes");
+
+// Q5_0: x = d * (q - 16), q in 0..31. Low 4 bits as in Q4_0; bit 4 of
+// element j is bit j of the little-endian 32-bit word qh.
+struct BlockQ5_0 {
+  uint16_t d;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ5_0) == 22, "Q5_0 block is 22 bytes");
+
+// Q5_1: x = d * q + m, q in 0..31; bits as in Q5_0.
+struct BlockQ5_1 {
+  uint16_t d;
+  uint16_t m;
+  uint8_t qh[4];
+  uint8_t qs[kQK / 2];
+};
+static_assert(sizeof(BlockQ5_1) == 24, "Q5_1 block is 24 bytes");
+
+// Q8_0: x = d * q, q in -127..127 (the format allows -128), element j = qs[j].
+struct BlockQ8_0 {
+  uint16_t d;
+  int8_t qs[kQK];
+};
+static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block is 34 bytes");
+
+// Q8_1 (activations for Q4_1 / Q5_1): Q8_0 plus s = d * sum(qs), so the
+// weight minimum m contributes m * s to a dot product without touching qs.
+struct BlockQ8_1 {
+  uint16_t d;
+  uint16_t s;
+  int8_t qs[kQK];
+};
+static_assert(sizeof(BlockQ8_1) == 36, "Q8_1 block is 36 bytes");
+
+// Q2_K: 16 sub-blocks of 16. scales[i]: low nibble = scale, high = min of
+// sub-block i; x = d * scale * q - dmin * min, q in 0..3. qs is read in two
+// halves of 32 bytes (elements 0..127, 128..255); within a half, bits 2k..2k+1
+// of qs[l] hold element 32k + l.
+struct BlockQ2_K {
+  uint8_t scales[kQK_K / 16];
+  uint8_t qs[kQK_K / 4];
+  uint16_t d;
+  uint16_t dmin;
+};
+static_assert(sizeof(BlockQ2_K) == 84, "Q2_K block is 84 bytes");
+
+// Q3_K: 16 sub-blocks of 16 with 6-bit scales (stored biased by 32, packed
+// in 12 bytes: low 4 bits in bytes 0..7, high 2 bits in bytes 8..11).
+// x = d * (scale - 32) * (q - 4 * !hbit), q in 0..3 from qs laid out as in
+// Q2_K; hbit of element e is bit (e / 32) of hmask[e % 32].
+struct BlockQ3_K {
+  uint8_t hmask[kQK_K / 8];
+  uint8_t qs[kQK_K / 4];
+  uint8_t scales[12];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ3_K) == 110, "Q3_K block is 110 bytes");
+
+// Q4_K: 8 sub-blocks of 32, each with a 6-bit scale and 6-bit min packed in
+// scales[12] (see unpack_scale_min_k4). x = d * scale * q - dmin * min,
+// q in 0..15. qs is four 32-byte groups; group g holds sub-block 2g in the
+// low nibbles and sub-block 2g + 1 in the high nibbles.
+struct BlockQ4_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_K) == 144, "Q4_K block is 144 bytes");
+
+// Q5_K: Q4_K plus a fifth bit: bit 4 of element 32s + l is bit s of qh[l].
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQK_K / 8];
+  uint8_t qs[kQK_K / 2];
+};
+static_assert(sizeof(BlockQ5_K) == 176, "Q5_K block is 176 bytes");
+
+// Q6_K: 16 sub-blocks of 16 with signed 8-bit scales; x = d * scale * (q - 32),
+// q in 0..63. Two halves of 128 elements; in half h (ql += 64h, qh += 32h),
+// for l in 0..31: element l      = ql[l] low  | (qh[l] bits 0-1) << 4,
+//                 element l + 32 = ql[l+32] low | (qh[l] bits 2-3) << 4,
+//                 element l + 64 = ql[l] high | (qh[l] bits 4-5) << 4,
+//                 element l + 96 = ql[l+32] high | (qh[l] bits 6-7) << 4.
+struct BlockQ6_K {
+  uint8_t ql[kQK_K / 2];
+  uint8_t qh[kQK_K / 4];
+  int8_t scales[kQK_K / 16];
+  uint16_t d;
+};
+static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block is 210 bytes");
+
+// Q8_K (activations for the K formats): float d, qs in -127..127 and the sum
+// of each group of 16 qs, so weight minimums cost one multiply per group.
+struct BlockQ8_K {
+  float d;
+  int8_t qs[kQK_K];
+  int16_t bsums[kQK_K / 16];
+};
+static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block is 292 bytes");
+
+// The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block:
+// j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;
+// j >= 4: low 4 bits from byte j + 4 (scale: low nibble, min: high nibble),
+//         high 2 bits from the top bits of byte j - 4 (scale) / byte j (min).
+inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
+  if (j < 4) {
+    *scale = q[j] & 63;
+    *min = q[j + 4] & 63;
+  } else {
+    *scale = static_cast<uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    *min = static_cast<uint8_t>((q[j + 4] >> 4) | ((q[j] >> 6) << 4));
+  }
+}
+
+// The 16 signed scales (already minus 32) of a Q3_K block.
+inline void unpack_scales_q3_k(const uint8_t* packed, int8_t out[16]) {
+  for (int i = 0; i < 16; ++i) {
+    const int low = (i < 8) ? (packed[i] & 0xF) : (packed[i - 8] >> 4);
+    const int high = (packed[8 + (i % 4)] >> (2 * (i / 4))) & 3;
+    out[i] = static_cast<int8_t>((low | (high << 4)) - 32);
+  }
+}
+
+}  // namespace slm::kernels

@@ -1,0 +1,183 @@
+// Picks the kernel table: from SLM_ISA / set_active_isa(), else the best
+// path this CPU can run. A path is only ever returned after the CPU (and OS)
+// check, so a forced path the machine lacks is an Error, never SIGILL.
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdlib>
+#include <mutex>
+
+#include "core/cpu_features.h"
+#include "core/fp16.h"
+#include "cpu/ref/ref.h"
+#include "cpu/tables.h"
+#include "slm/error.h"
+
+namespace slm::kernels {
+namespace {
+
+constexpr Isa kAllIsas[] = {Isa::ref, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::neon, Isa::neon_dotprod};
+
+bool compiled(Isa isa) {
+  switch (isa) {
+    case Isa::ref: return true;
+#if defined(SLM_HAVE_AVX2)
+    case Isa::avx2: return true;
+#endif
+#if defined(SLM_HAVE_AVX512)
+    case Isa::avx512:
+    case Isa::avx512_vnni: return true;
+#endif
+#if defined(SLM_HAVE_NEON)
+    case Isa::neon:
+    case Isa::neon_dotprod: return true;
+#endif
+    default: return false;
+  }
+}
+
+bool cpu_runs(Isa isa) {
+  const CpuFeatures& f = cpu_features();
+  switch (isa) {
+    case Isa::ref: return true;
+    case Isa::avx2: return f.avx2;
+    case Isa::avx512: return f.avx512;
+    case Isa::avx512_vnni: return f.avx512_vnni;
+    case Isa::neon: return f.neon;
+    case Isa::neon_dotprod: return f.neon && f.dotprod;
+  }
+  return false;
+}
+
+const KernelTable& table_unchecked(Isa isa) {
+  switch (isa) {
+#if defined(SLM_HAVE_AVX2)
+    case Isa::avx2: return table_avx2();
+#endif
+#if defined(SLM_HAVE_AVX512)
+    case Isa::avx512: return table_avx512();
+    case Isa::avx512_vnni: return table_avx512_vnni();
+#endif
+#if defined(SLM_HAVE_NEON)
+    case Isa::neon: return table_neon();
+    case Isa::neon_dotprod: return table_neon_dotprod();
+#endif
+    default: return ref::table();
+  }
+}
+
+std::mutex g_mutex;
+std::atomic<const KernelTable*> g_active{nullptr};
+
+}  // namespace
+
+std::string_view isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::ref: return "ref";
+    case Isa::avx2: return "avx2";
+    case Isa::avx512: return "avx512";
+    case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::neon: return "neon";
+    case Isa::neon_dotprod: return "neon_dotprod";
+  }
+  return "?";
+}
+
+std::vector<Isa> available_isas() {
+  std::vector<Isa> out;
+  for (Isa isa : kAllIsas)
+    if (compiled(isa) && cpu_runs(isa)) out.push_back(isa);
+  return out;
+}
+
+Isa best_isa() { return available_isas().back(); }
+
+const KernelTable& kernel_table(Isa isa) {
+  if (!compiled(isa))
+    throw Error("kernel path '" + std::string(isa_name(isa)) + "' is not compiled into this build of slm");
+  if (!cpu_runs(isa))
+    throw Error("kernel path '" + std::string(isa_name(isa)) + "' cannot run on this CPU (" +
+                cpu_features().cpu_name + "; it supports: " + cpu_features().summary() + ")");
+  return table_unchecked(isa);
+}
+
+Isa parse_isa(std::string_view name) {
+  if (name == "auto") return best_isa();
+  for (Isa isa : kAllIsas)
+    if (isa_name(isa) == name) return isa;
+  throw Error("unknown kernel path '" + std::string(name) +
+              "' (expected auto, ref, avx2, avx512, avx512_vnni, neon or neon_dotprod)");
+}
+
+const KernelTable& active_kernels() {
+  const KernelTable* t = g_active.load(std::memory_order_acquire);
+  if (t) return *t;
+  std::lock_guard<std::mutex> lock(g_mutex);
+  if (!g_active.load()) {
+    const char* env = std::getenv("SLM_ISA");
+    const Isa isa = (env && *env) ? parse_isa(env) : best_isa();
+    g_active.store(&kernel_table(isa), std::memory_order_release);
+  }
+  return *g_active.load();
+}
+
+void set_active_isa(Isa isa) {
+  const KernelTable& t = kernel_table(isa);  // validates before switching
+  std::lock_guard<std::mutex> lock(g_mutex);
+  g_active.store(&t, std::memory_order_release);
+}
+
+void rope_angles(int64_t pos, int n_rot, float base, const float* factors, float attn_factor, float* cos,
+                 float* sin) {
+  for (int i = 0; i < n_rot / 2; ++i) {
+    double theta = static_cast<double>(pos) * std::pow(static_cast<double>(base), -2.0 * i / n_rot);
+    if (factors) theta /= factors[i];
+    cos[i] = static_cast<float>(std::cos(theta)) * attn_factor;
+    sin[i] = static_cast<float>(std::sin(theta)) * attn_factor;
+  }
+}
+
+bool can_dequantize(DType type) {
+  switch (type) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1:
+    case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q8_1: case DType::Q2_K:
+    case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::Q8_K:
+      return true;
+    default: return false;
+  }
+}
+
+void dequantize_row(DType type, const void* src, float* out, int64_t n) { ref::dequantize_row(type, src, out, n); }
+
+bool can_quantize(DType type) {
+  switch (type) {
+    case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1:
+    case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q4_K: case DType::Q5_K:
+    case DType::Q6_K:
+      return true;
+    default: return false;
+  }
+}
+
+void quantize_row(DType type, const float* x, void* out, int64_t n) {
+  switch (type) {
+    case DType::F32: std::copy(x, x + n, static_cast<float*>(out)); return;
+    case DType::F16: active_kernels().f32_to_f16(x, static_cast<uint16_t*>(out), n); return;
+    case DType::BF16: {
+      auto* o = static_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; ++i) o[i] = f32_to_bf16(x[i]);
+      return;
+    }
+    case DType::Q4_0: return ref::quantize_row_q4_0(x, out, n);
+    case DType::Q4_1: return ref::quantize_row_q4_1(x, out, n);
+    case DType::Q5_0: return ref::quantize_row_q5_0(x, out, n);
+    case DType::Q5_1: return ref::quantize_row_q5_1(x, out, n);
+    case DType::Q8_0: return active_kernels().types[static_cast<int>(DType::Q8_0)].quantize_act(x, out, n);
+    case DType::Q4_K: return ref::quantize_row_q4_k(x, out, n);
+    case DType::Q5_K: return ref::quantize_row_q5_k(x, out, n);
+    case DType::Q6_K: return ref::quantize_row_q6_k(x, out, n);
+    default: throw Error("quantize: cannot write tensor type " + std::string(dtype_name(type)));
+  }
+}
+
+}  // namespace slm::kernels

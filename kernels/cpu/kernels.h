@@ -1,0 +1,129 @@
+// The CPU kernel interface: one table of function pointers per instruction
+// set, filled once at start-up.
+//
+// Every entry is a single-threaded function over the range it is given; the
+// runtime splits work across threads (see parallel.h). The scalar reference
+// table (Isa::ref) is the specification: every other table must agree with it
+// within the tolerance its test names.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/dtype.h"
+
+namespace slm::kernels {
+
+// Instruction-set paths, best last within each family.
+enum class Isa {
+  ref,          // portable scalar C++, compiled without auto-vectorisation
+  avx2,         // AVX2 + FMA + F16C
+  avx512,       // AVX-512 F/BW/VL/DQ
+  avx512_vnni,  // AVX-512 + VNNI (int8 dot products in one instruction)
+  neon,         // aarch64 Advanced SIMD (+ fp16 conversions)
+  neon_dotprod, // aarch64 + SDOT
+};
+
+std::string_view isa_name(Isa isa);
+
+// Most activation tiles a dot kernel handles at once (GEMM reuses each
+// decoded weight block across this many tokens).
+constexpr int kMaxDotCols = 4;
+
+// One weight row (n elements, row bytes of its type) against `nx` activation
+// rows already converted to the weight type's activation format, the rows
+// `x_stride` bytes apart: out[c] = dot(w, x_c) for c < nx <= kMaxDotCols.
+using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nx, float* out);
+// Converts n floats (a multiple of the format's block) to another format.
+using ConvertRowFn = void (*)(const float* x, void* out, int64_t n);
+
+struct TypeKernels {
+  DotFn dot = nullptr;                   // null: the type cannot be a matmul weight
+  DType act_type = DType::F32;           // activation format dot() expects
+  ConvertRowFn quantize_act = nullptr;   // f32 -> act_type (null when act_type is F32)
+};
+
+// Attention for one query head over a contiguous range of cached keys.
+struct AttentionArgs {
+  const float* q = nullptr;  // [head_dim]
+  const void* k = nullptr;   // key of position j at k + j * kv_stride elements
+  const void* v = nullptr;   // same layout as k
+  bool kv_f16 = true;        // K/V element type: f16 bits or f32
+  int64_t kv_stride = 0;     // elements between consecutive positions
+  int head_dim = 0;
+  int64_t first = 0;         // attend to positions [first, last]
+  int64_t last = 0;
+  float scale = 1.0f;        // multiplies q·k before soft-capping
+  float softcap = 0.0f;      // s -> softcap * tanh(s / softcap) when > 0
+  float* scores = nullptr;   // scratch, >= last - first + 1 floats
+  float* out = nullptr;      // [head_dim]
+};
+
+struct KernelTable {
+  Isa isa = Isa::ref;
+  TypeKernels types[40];  // indexed by DType id
+
+  // ---- elementwise and reductions (n any length, pointers any alignment)
+  // out = x / sqrt(mean(x^2) + eps) * w   (out may alias x)
+  void (*rmsnorm)(const float* x, const float* w, float eps, int64_t n, float* out) = nullptr;
+  // in place: x = exp(x - max) / sum
+  void (*softmax)(float* x, int64_t n) = nullptr;
+  void (*silu)(const float* x, float* out, int64_t n) = nullptr;
+  void (*gelu)(const float* x, float* out, int64_t n) = nullptr;  // tanh form
+  // out = act(gate) * up, the gated MLP (out may alias gate or up)
+  void (*swiglu)(const float* gate, const float* up, float* out, int64_t n) = nullptr;
+  void (*geglu)(const float* gate, const float* up, float* out, int64_t n) = nullptr;
+  void (*add)(float* y, const float* x, int64_t n) = nullptr;      // y += x
+  void (*scale)(float* x, float s, int64_t n) = nullptr;           // x *= s
+  void (*softcap)(float* x, float cap, int64_t n) = nullptr;       // x = cap*tanh(x/cap)
+  // Rotates n_heads heads of head_dim floats (head h at x + h*head_dim) over
+  // the first n_rot dims with the per-pair cos/sin of rope_angles().
+  void (*rope)(float* x, int n_heads, int head_dim, int n_rot, const float* cos, const float* sin,
+               bool neox) = nullptr;
+  void (*attention)(const AttentionArgs& args) = nullptr;
+  // f32 <-> f16 rows (KV cache writes; F16 activations)
+  void (*f32_to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
+};
+
+// The table for an instruction set this build has (throws slm::Error if the
+// build lacks it or this CPU cannot run it — never SIGILL).
+const KernelTable& kernel_table(Isa isa);
+
+// The process-wide table: chosen once from the environment variable SLM_ISA
+// (ref|avx2|avx512|avx512_vnni|neon|neon_dotprod) or the best the CPU runs.
+// set_active_isa() overrides it (the CLI's --isa); call it before any work.
+const KernelTable& active_kernels();
+void set_active_isa(Isa isa);
+// Parses an ISA name (isa_name() spellings, or "auto" for the best path this
+// CPU runs). Throws on unknown names.
+Isa parse_isa(std::string_view name);
+
+// Every path compiled into this build and runnable on this CPU, ref first.
+std::vector<Isa> available_isas();
+Isa best_isa();
+
+// ---- helpers shared by every path (no ISA-specific code)
+
+// Per-pair RoPE coefficients for one position: for i < n_rot / 2,
+// theta = pos * base^(-2i / n_rot) / factor_i (factors may be null = 1),
+// cos[i] = cos(theta) * attn_factor, sin[i] = sin(theta) * attn_factor.
+// Computed in double so large positions keep their precision.
+void rope_angles(int64_t pos, int n_rot, float base, const float* factors, float attn_factor,
+                 float* cos, float* sin);
+
+// Dequantizes a row of n elements of any supported type (reference code:
+// used for embedding lookups, tests and tools).
+void dequantize_row(DType type, const void* src, float* out, int64_t n);
+// Whether dequantize_row supports a type.
+bool can_dequantize(DType type);
+
+// Weight quantizers (reference; the quantize tool runs them once per row).
+// Supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K
+// (Q2_K / Q3_K are read but not written). n must be a multiple of the block.
+void quantize_row(DType type, const float* x, void* out, int64_t n);
+bool can_quantize(DType type);
+
+}  // namespace slm::kernels

@@ -1,0 +1,87 @@
+#include "cpu/matmul.h"
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "cpu/parallel.h"
+#include "slm/error.h"
+
+namespace slm::kernels {
+
+WeightMatrix make_weight_matrix(const void* data, DType type, int64_t cols, int64_t rows) {
+  const DTypeTraits& t = traits(type);
+  if (cols % t.block_size != 0)
+    throw Error("matmul: row length " + std::to_string(cols) + " is not a multiple of the " +
+                std::string(t.name) + " block (" + std::to_string(t.block_size) + ")");
+  return WeightMatrix{data, type, cols, rows, static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)))};
+}
+
+namespace {
+
+const TypeKernels& type_kernels(const KernelTable& k, DType type) {
+  const auto id = static_cast<size_t>(type);
+  if (id >= sizeof(k.types) / sizeof(k.types[0]) || !k.types[id].dot)
+    throw Error("matmul: tensor type " + std::string(dtype_name(type)) + " is not supported as a weight");
+  return k.types[id];
+}
+
+}  // namespace
+
+size_t activation_row_bytes(const KernelTable& k, DType type, int64_t cols) {
+  const TypeKernels& tk = type_kernels(k, type);
+  if (cols % traits(tk.act_type).block_size != 0)
+    throw Error("matmul: row length " + std::to_string(cols) + " does not fit the " +
+                std::string(dtype_name(tk.act_type)) + " activation block");
+  return static_cast<size_t>(row_bytes(tk.act_type, static_cast<uint64_t>(cols)));
+}
+
+void convert_activations(const KernelTable& k, DType type, const float* x, int64_t cols, int64_t t0, int64_t t1,
+                         void* acts) {
+  const TypeKernels& tk = type_kernels(k, type);
+  const size_t bytes = activation_row_bytes(k, type, cols);
+  for (int64_t t = t0; t < t1; ++t) {
+    void* dst = static_cast<uint8_t*>(acts) + static_cast<size_t>(t) * bytes;
+    if (tk.quantize_act)
+      tk.quantize_act(x + t * cols, dst, cols);
+    else
+      std::memcpy(dst, x + t * cols, bytes);
+  }
+}
+
+void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, int64_t n_tokens, float* y,
+                 int64_t ldy, int64_t r0, int64_t r1) {
+  const TypeKernels& tk = type_kernels(k, w.type);
+  const size_t act_bytes = activation_row_bytes(k, w.type, w.cols);
+  // Token chunks whose activations stay in L2 (~256 KB) while every weight
+  // row of the range streams past them; within a chunk a weight row (a few
+  // KB, in L1) serves the chunk's tiles of kMaxDotCols tokens.
+  const int64_t chunk = std::max<int64_t>(kMaxDotCols, static_cast<int64_t>((256 << 10) / act_bytes) /
+                                                           kMaxDotCols * kMaxDotCols);
+  const auto* a = static_cast<const uint8_t*>(acts);
+  const auto* wd = static_cast<const uint8_t*>(w.data);
+  float out[kMaxDotCols];
+  for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
+    const int64_t t1 = std::min(n_tokens, t0 + chunk);
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* row = wd + static_cast<size_t>(r) * w.row_bytes;
+      for (int64_t t = t0; t < t1; t += kMaxDotCols) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
+        tk.dot(w.cols, row, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out);
+        for (int c = 0; c < nx; ++c) y[(t + c) * ldy + r] = out[c];
+      }
+    }
+  }
+}
+
+void matmul(const KernelTable& k, const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
+            int n_threads, std::vector<uint8_t>& scratch) {
+  const size_t act_bytes = activation_row_bytes(k, w.type, w.cols);
+  if (scratch.size() < act_bytes * static_cast<size_t>(n_tokens)) scratch.resize(act_bytes * static_cast<size_t>(n_tokens));
+  void* acts = scratch.data();
+  parallel_for(n_tokens, n_threads, [&](int64_t t0, int64_t t1) { convert_activations(k, w.type, x, w.cols, t0, t1, acts); });
+  // Rows in multiples of 16 per thread: whole cache lines of y per thread.
+  parallel_for(w.rows, n_threads, [&](int64_t r0, int64_t r1) { matmul_rows(k, w, acts, n_tokens, y, ldy, r0, r1); }, 16);
+}
+
+}  // namespace slm::kernels

@@ -1,0 +1,183 @@
+// Dot kernels and activation quantizers of every ISA against the scalar
+// reference, and the matmul driver against float64 math.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "cpu/blocks.h"
+#include "cpu/matmul.h"
+#include "kernel_test_util.h"
+#include "slm/error.h"
+
+namespace slm::kernels {
+namespace {
+
+using testing::gaussian;
+using testing::Unaligned;
+
+// Row lengths: a single block, odd block counts, and a Phi-3-mini row.
+std::vector<int64_t> lengths_for(DType type) {
+  const int64_t block = traits(type).block_size == 1 ? 1 : traits(type).block_size;
+  if (block == 256) return {256, 768, 1280, 3072};
+  if (block == 32) return {32, 96, 224, 3072};
+  return {1, 7, 31, 33, 100, 3072};  // float weights: any length, odd tails
+}
+
+// Block size of the activation format a weight type pairs with.
+int64_t act_block(const KernelTable& k, DType type) {
+  return traits(k.types[static_cast<int>(type)].act_type).block_size;
+}
+
+// sum |w_i x_i| in double: the scale float-accumulation error is relative to.
+double abs_dot(const std::vector<float>& w, const float* x, int64_t n) {
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::fabs(static_cast<double>(w[i]) * x[i]);
+  return s;
+}
+
+std::vector<uint8_t> convert(const KernelTable& k, DType type, const float* x, int64_t n) {
+  std::vector<uint8_t> out(activation_row_bytes(k, type, n));
+  convert_activations(k, type, x, n, 0, 1, out.data());
+  return out;
+}
+
+TEST(KernelDot, EveryIsaMatchesReferenceOnEveryType) {
+  const auto isas = testing::simd_isas();
+  if (isas.empty()) GTEST_SKIP() << "no SIMD path runs on this CPU: only the reference exists";
+  const KernelTable& r = ref::table();
+  for (Isa isa : isas) {
+    const KernelTable& k = kernel_table(isa);
+    for (DType type : testing::weight_types()) {
+      const TypeKernels& tk = k.types[static_cast<int>(type)];
+      ASSERT_NE(tk.dot, nullptr) << isa_name(isa) << " " << dtype_name(type);
+      ASSERT_EQ(tk.act_type, r.types[static_cast<int>(type)].act_type);
+      for (int64_t n : lengths_for(type)) {
+        if (n % act_block(k, type) != 0) continue;
+        const auto w = testing::make_weights(type, 1, n, static_cast<uint32_t>(n));
+        const auto wf = testing::dequantize(type, w.data(), 1, n);
+        // Four activation rows, converted once by the reference (the
+        // quantizers are compared separately below).
+        std::vector<float> x = gaussian(static_cast<size_t>(4 * n), 7);
+        std::vector<uint8_t> acts;
+        for (int c = 0; c < 4; ++c) {
+          const auto a = convert(r, type, x.data() + c * n, n);
+          acts.insert(acts.end(), a.begin(), a.end());
+        }
+        const size_t stride = acts.size() / 4;
+        for (size_t misalign : {size_t{0}, size_t{1}, size_t{3}}) {
+          Unaligned wu(w.data(), w.size(), misalign), au(acts.data(), acts.size(), misalign + 2);
+          for (int nx = 1; nx <= kMaxDotCols; ++nx) {
+            float want[kMaxDotCols], got[kMaxDotCols];
+            r.types[static_cast<int>(type)].dot(n, wu.get(), au.get(), stride, nx, want);
+            tk.dot(n, wu.get(), au.get(), stride, nx, got);
+            for (int c = 0; c < nx; ++c) {
+              // Integer sums are exact on both paths; only the order of the
+              // float additions differs: bound ~ n_terms * eps * sum|w x|.
+              const double tol = 4e-6 * abs_dot(wf, x.data() + c * n, n) + 1e-6;
+              EXPECT_NEAR(got[c], want[c], tol) << isa_name(isa) << " " << dtype_name(type) << " n=" << n
+                                                << " nx=" << nx << " col=" << c << " misalign=" << misalign;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(KernelDot, ActivationQuantizersAreBitIdenticalToReference) {
+  const auto isas = testing::simd_isas();
+  if (isas.empty()) GTEST_SKIP() << "no SIMD path runs on this CPU: only the reference exists";
+  const KernelTable& r = ref::table();
+  for (Isa isa : isas) {
+    const KernelTable& k = kernel_table(isa);
+    for (DType type : {DType::Q4_0, DType::Q4_1, DType::Q4_K}) {  // -> Q8_0, Q8_1, Q8_K
+      const ConvertRowFn mine = k.types[static_cast<int>(type)].quantize_act;
+      const ConvertRowFn spec = r.types[static_cast<int>(type)].quantize_act;
+      for (int64_t n : {256, 512, 3072}) {
+        for (uint32_t seed : {1u, 2u, 3u}) {
+          auto x = seed == 3 ? testing::heavy_tailed(static_cast<size_t>(n), seed) : gaussian(static_cast<size_t>(n), seed);
+          x[5] = 0.0f;
+          if (n > 300) std::fill(x.begin() + 256, x.begin() + 288, 0.0f);  // an all-zero block: d = 0
+          // Exact ties (k + 0.5 quanta) must round like the reference.
+          x[40] = 63.5f, x[41] = 127.0f, x[42] = -62.5f, x[43] = 0.5f;
+          std::vector<uint8_t> a(activation_row_bytes(r, type, n)), b(a.size());
+          spec(x.data(), a.data(), n);
+          Unaligned xu(x.data(), x.size() * 4, 4);  // float-aligned but not vector-aligned
+          mine(reinterpret_cast<const float*>(xu.get()), b.data(), n);
+          EXPECT_EQ(a, b) << isa_name(isa) << " activations for " << dtype_name(type) << " n=" << n;
+        }
+      }
+    }
+  }
+}
+
+// The matmul driver on every path, 1 and 2 threads, 1..9 tokens, against
+// float64 dot products of the dequantized weights. The error bound comes
+// from the activation format: rounding an activation to its 8-bit grid moves
+// it by at most half a quantum (amax / 254 of its block).
+TEST(KernelMatmul, MatchesFloat64OnEveryPathAndThreadCount) {
+  const int64_t rows = 37, cols = 512;
+  for (Isa isa : available_isas()) {
+    const KernelTable& k = kernel_table(isa);
+    for (DType type : testing::weight_types()) {
+      const auto w = testing::make_weights(type, rows, cols, 11);
+      const auto wf = testing::dequantize(type, w.data(), rows, cols);
+      const WeightMatrix m = make_weight_matrix(w.data(), type, cols, rows);
+      const DType act = k.types[static_cast<int>(type)].act_type;
+      const int64_t ab = traits(act).block_size;
+      for (int64_t n_tokens : {1, 2, 5, 9}) {
+        const auto x = gaussian(static_cast<size_t>(n_tokens * cols), 5);
+        std::vector<float> y1(static_cast<size_t>(n_tokens * rows)), y2(y1.size());
+        std::vector<uint8_t> scratch;
+        matmul(k, m, x.data(), n_tokens, y1.data(), rows, 1, scratch);
+        matmul(k, m, x.data(), n_tokens, y2.data(), rows, 2, scratch);
+        // Rows are independent: the thread split cannot change any bit.
+        EXPECT_EQ(y1, y2) << isa_name(isa) << " " << dtype_name(type);
+        for (int64_t t = 0; t < n_tokens; ++t) {
+          const float* xt = x.data() + t * cols;
+          for (int64_t r = 0; r < rows; ++r) {
+            const float* wr = wf.data() + r * cols;
+            double exact = 0, abs_sum = 0, quant_err = 0;
+            for (int64_t b0 = 0; b0 < cols; b0 += ab) {
+              double amax = 0, wsum = 0;
+              for (int64_t i = b0; i < b0 + ab; ++i) {
+                exact += static_cast<double>(wr[i]) * xt[i];
+                abs_sum += std::fabs(static_cast<double>(wr[i]) * xt[i]);
+                amax = std::max(amax, static_cast<double>(std::fabs(xt[i])));
+                wsum += std::fabs(wr[i]);
+              }
+              // f16 scales (Q8_0 / Q8_1) add a relative 2^-11 on top.
+              if (act != DType::F32) quant_err += (amax / 254.0 + amax * 1e-3) * wsum;
+            }
+            const double tol = quant_err + 1e-5 * abs_sum + 1e-6;
+            EXPECT_NEAR(y1[static_cast<size_t>(t * rows + r)], exact, tol)
+                << isa_name(isa) << " " << dtype_name(type) << " token " << t << " row " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(KernelMatmul, RejectsWhatItCannotCompute) {
+  std::vector<uint8_t> scratch;
+  float y[4];
+  const float x[64] = {};
+  // A row length that is not a multiple of the block.
+  EXPECT_THROW(make_weight_matrix(nullptr, DType::Q4_0, 48, 1), Error);
+  // F32 weights whose row does not fit a Q8 block are fine (f32 activations)...
+  const float w[7] = {1, 2, 3, 4, 5, 6, 7};
+  matmul(active_kernels(), make_weight_matrix(w, DType::F32, 7, 1), x, 1, y, 1, 1, scratch);
+  EXPECT_FLOAT_EQ(y[0], 0.0f);
+  // ...but a type with no dot kernel is an error that names it.
+  try {
+    matmul(active_kernels(), WeightMatrix{x, DType::IQ2_XXS, 256, 1, 66}, x, 1, y, 1, 1, scratch);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("IQ2_XXS"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace slm::kernels
