@@ -56,14 +56,25 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block is 34 bytes");
 
-// Q8_1 (activations for Q4_1 / Q5_1): Q8_0 plus s = d * sum(qs), so the
-// weight minimum m contributes m * s to a dot product without touching qs.
+// Q8_1: Q8_0 plus s = d * sum(qs) (a GGUF format slm reads; slm's own
+// activations use BlockQ8Act below).
 struct BlockQ8_1 {
   uint16_t d;
   uint16_t s;
   int8_t qs[kQK];
 };
 static_assert(sizeof(BlockQ8_1) == 36, "Q8_1 block is 36 bytes");
+
+// slm's activation format for the 32-element weight formats (not a GGUF
+// type): x = d * q with float d, so kernels never convert an f16 scale per
+// block, and s = d * sum(qs), so a weight minimum or zero point costs one
+// multiply per block: sum((q_w - 8) * q_x) = sum(q_w * q_x) - 8 * sum(q_x).
+struct BlockQ8Act {
+  float d;
+  float s;
+  int8_t qs[kQK];
+};
+static_assert(sizeof(BlockQ8Act) == 40, "activation block is 40 bytes");
 
 // Q2_K: 16 sub-blocks of 16. scales[i]: low nibble = scale, high = min of
 // sub-block i; x = d * scale * q - dmin * min, q in 0..3. qs is read in two

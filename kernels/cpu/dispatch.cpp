@@ -9,6 +9,7 @@
 
 #include "core/cpu_features.h"
 #include "core/fp16.h"
+#include "cpu/blocks.h"
 #include "cpu/ref/ref.h"
 #include "cpu/tables.h"
 #include "slm/error.h"
@@ -127,6 +128,33 @@ void set_active_isa(Isa isa) {
   g_active.store(&t, std::memory_order_release);
 }
 
+int64_t act_block_size(ActFormat f) {
+  switch (f) {
+    case ActFormat::f32: return 1;
+    case ActFormat::q8_32: return kQK;
+    case ActFormat::q8_k: return kQK_K;
+  }
+  return 1;
+}
+
+size_t act_row_bytes(ActFormat f, int64_t n) {
+  switch (f) {
+    case ActFormat::f32: return static_cast<size_t>(n) * sizeof(float);
+    case ActFormat::q8_32: return static_cast<size_t>(n / kQK) * sizeof(BlockQ8Act);
+    case ActFormat::q8_k: return static_cast<size_t>(n / kQK_K) * sizeof(BlockQ8_K);
+  }
+  return 0;
+}
+
+std::string_view act_format_name(ActFormat f) {
+  switch (f) {
+    case ActFormat::f32: return "f32";
+    case ActFormat::q8_32: return "8-bit/32";
+    case ActFormat::q8_k: return "8-bit/256";
+  }
+  return "?";
+}
+
 void rope_angles(int64_t pos, int n_rot, float base, const float* factors, float attn_factor, float* cos,
                  float* sin) {
   for (int i = 0; i < n_rot / 2; ++i) {
@@ -172,7 +200,7 @@ void quantize_row(DType type, const float* x, void* out, int64_t n) {
     case DType::Q4_1: return ref::quantize_row_q4_1(x, out, n);
     case DType::Q5_0: return ref::quantize_row_q5_0(x, out, n);
     case DType::Q5_1: return ref::quantize_row_q5_1(x, out, n);
-    case DType::Q8_0: return active_kernels().types[static_cast<int>(DType::Q8_0)].quantize_act(x, out, n);
+    case DType::Q8_0: return ref::quantize_row_q8_0(x, out, n);
     case DType::Q4_K: return ref::quantize_row_q4_k(x, out, n);
     case DType::Q5_K: return ref::quantize_row_q5_k(x, out, n);
     case DType::Q6_K: return ref::quantize_row_q6_k(x, out, n);

@@ -29,6 +29,17 @@ enum class Isa {
 
 std::string_view isa_name(Isa isa);
 
+// Activation formats the dot kernels read. A matmul converts its input rows
+// once into the format its weight type pairs with.
+enum class ActFormat {
+  f32,    // plain floats: F32 / F16 / BF16 weights
+  q8_32,  // BlockQ8Act: 32 int8 + float scale + scaled sum (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
+  q8_k,   // BlockQ8_K: 256 int8 + float scale + 16 group sums (K formats)
+};
+int64_t act_block_size(ActFormat f);
+size_t act_row_bytes(ActFormat f, int64_t n);  // n must be a multiple of the block
+std::string_view act_format_name(ActFormat f);
+
 // Most activation tiles a dot kernel handles at once (GEMM reuses each
 // decoded weight block across this many tokens).
 constexpr int kMaxDotCols = 4;
@@ -42,8 +53,8 @@ using ConvertRowFn = void (*)(const float* x, void* out, int64_t n);
 
 struct TypeKernels {
   DotFn dot = nullptr;                   // null: the type cannot be a matmul weight
-  DType act_type = DType::F32;           // activation format dot() expects
-  ConvertRowFn quantize_act = nullptr;   // f32 -> act_type (null when act_type is F32)
+  ActFormat act = ActFormat::f32;        // activation format dot() expects
+  ConvertRowFn quantize_act = nullptr;   // f32 -> act (null for f32)
 };
 
 // Attention for one query head over a contiguous range of cached keys.

@@ -30,10 +30,11 @@ const TypeKernels& type_kernels(const KernelTable& k, DType type) {
 
 size_t activation_row_bytes(const KernelTable& k, DType type, int64_t cols) {
   const TypeKernels& tk = type_kernels(k, type);
-  if (cols % traits(tk.act_type).block_size != 0)
-    throw Error("matmul: row length " + std::to_string(cols) + " does not fit the " +
-                std::string(dtype_name(tk.act_type)) + " activation block");
-  return static_cast<size_t>(row_bytes(tk.act_type, static_cast<uint64_t>(cols)));
+  if (cols % act_block_size(tk.act) != 0)
+    throw Error("matmul: row length " + std::to_string(cols) + " of a " + std::string(dtype_name(type)) +
+                " matrix does not fit the " + std::string(act_format_name(tk.act)) + " activation block (" +
+                std::to_string(act_block_size(tk.act)) + ")");
+  return act_row_bytes(tk.act, cols);
 }
 
 void convert_activations(const KernelTable& k, DType type, const float* x, int64_t cols, int64_t t0, int64_t t1,

@@ -2,8 +2,8 @@
 // every projection, whatever the weight type.
 //
 // Two phases: (1) the activations are converted once to the weight type's
-// activation format (kernels.h TypeKernels::act_type: Q8_0 / Q8_1 / Q8_K for
-// quantized weights, f32 for float weights); (2) the rows of W are split
+// activation format (kernels.h ActFormat: 8-bit blocks for quantized weights, f32
+// for float weights); (2) the rows of W are split
 // across threads and each range runs the ISA's dot kernel on tiles of up to
 // kMaxDotCols tokens, so a decoded weight block serves several tokens.
 #pragma once

@@ -275,7 +275,7 @@ TEST(KernelFormats, QuantizerErrorWithinFivePercentOfBaseline) {
 }
 
 TEST(KernelFormats, ActivationQuantizerErrorMatchesBaseline) {
-  // Q8_0 / Q8_1 / Q8_K activations: round-to-nearest on the amax / 127 grid.
+  // 8-bit activations: round-to-nearest on the amax / 127 grid.
   const size_t n = 4096;
   const auto x = testing::heavy_tailed(n, 5);
   std::vector<float> y(n);
@@ -293,11 +293,17 @@ TEST(KernelFormats, ActivationQuantizerErrorMatchesBaseline) {
     for (int i = 0; i < 16; ++i) sum += blocks[0].qs[16 * g + i];
     EXPECT_EQ(blocks[0].bsums[g], sum);
   }
-  ref::quantize_row_q8_1(x.data(), q.data(), n);
-  const auto* b1 = reinterpret_cast<const BlockQ8_1*>(q.data());
-  int sum = 0;
-  for (int i = 0; i < 32; ++i) sum += b1[0].qs[i];
-  EXPECT_NEAR(f16_to_f32(b1[0].s), sum * f16_to_f32(b1[0].d), std::fabs(sum * f16_to_f32(b1[0].d)) * 1e-3);
+  std::vector<uint8_t> qa(act_row_bytes(ActFormat::q8_32, n));
+  ref::quantize_row_q8_act(x.data(), qa.data(), n);
+  const auto* ba = reinterpret_cast<const BlockQ8Act*>(qa.data());
+  for (size_t b = 0; b < n / 32; ++b) {
+    int sum = 0;
+    float amax = 0;
+    for (int i = 0; i < 32; ++i) sum += ba[b].qs[i], amax = std::max(amax, std::fabs(x[32 * b + i]));
+    EXPECT_EQ(ba[b].s, static_cast<float>(sum) * ba[b].d);
+    EXPECT_EQ(ba[b].d, amax / 127.0f);
+    for (int i = 0; i < 32; ++i) ASSERT_LE(std::fabs(ba[b].qs[i] * ba[b].d - x[32 * b + i]), amax / 254 * 1.0001f);
+  }
 }
 
 TEST(KernelFormats, BadLengthsAndTypesAreErrors) {

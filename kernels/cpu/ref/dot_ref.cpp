@@ -1,5 +1,5 @@
 // Reference dot products, one per weight type, against the activation
-// format that type pairs with (kernels.h: TypeKernels::act_type).
+// format that type pairs with (kernels.h: TypeKernels::act).
 //
 // Quantized formats are unpacked to integer levels plus per-group scales, and
 // the products are summed in integers per group exactly as the SIMD kernels
@@ -100,37 +100,21 @@ void unpack(const BlockQ8_0& b, Levels32& o) {
   o.m = 0;
 }
 
-// Against Q8_0 activations: sum_b d_w * d_x * sum(q_w * q_x).
+// Against BlockQ8Act: sum_b d_w * d_x * sum(q_w * q_x) + m_w * s_x, with
+// q_w the signed level (zero point already subtracted) and m_w the minimum
+// of the formats that have one.
 template <typename Block>
-void dot_q_q8_0(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
+void dot_q_act(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
   const auto* wb = static_cast<const Block*>(w);
   for (int c = 0; c < nx; ++c) {
-    const auto* xb = reinterpret_cast<const BlockQ8_0*>(static_cast<const uint8_t*>(x) + c * xs);
+    const auto* xb = reinterpret_cast<const BlockQ8Act*>(static_cast<const uint8_t*>(x) + c * xs);
     float sum = 0;
     for (int64_t i = 0; i < n / kQK; ++i) {
       Levels32 l;
       unpack(wb[i], l);
       int isum = 0;
       for (int j = 0; j < kQK; ++j) isum += l.q[j] * xb[i].qs[j];
-      sum += l.d * f16_to_f32(xb[i].d) * static_cast<float>(isum);
-    }
-    out[c] = sum;
-  }
-}
-
-// Against Q8_1 activations: the minimum contributes m * s per block.
-template <typename Block>
-void dot_q_q8_1(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
-  const auto* wb = static_cast<const Block*>(w);
-  for (int c = 0; c < nx; ++c) {
-    const auto* xb = reinterpret_cast<const BlockQ8_1*>(static_cast<const uint8_t*>(x) + c * xs);
-    float sum = 0;
-    for (int64_t i = 0; i < n / kQK; ++i) {
-      Levels32 l;
-      unpack(wb[i], l);
-      int isum = 0;
-      for (int j = 0; j < kQK; ++j) isum += l.q[j] * xb[i].qs[j];
-      sum += l.d * f16_to_f32(xb[i].d) * static_cast<float>(isum) + l.m * f16_to_f32(xb[i].s);
+      sum += l.d * xb[i].d * static_cast<float>(isum) + l.m * xb[i].s;
     }
     out[c] = sum;
   }
@@ -250,22 +234,22 @@ void dot_k_q8_k(int64_t n, const void* w, const void* x, size_t xs, int nx, floa
 }  // namespace
 
 void fill_dot_table(KernelTable& t) {
-  auto set = [&](DType w, DotFn fn, DType act, ConvertRowFn q) {
+  auto set = [&](DType w, DotFn fn, ActFormat act, ConvertRowFn q) {
     t.types[static_cast<int>(w)] = TypeKernels{fn, act, q};
   };
-  set(DType::F32, dot_f32, DType::F32, nullptr);
-  set(DType::F16, dot_f16, DType::F32, nullptr);
-  set(DType::BF16, dot_bf16, DType::F32, nullptr);
-  set(DType::Q4_0, dot_q_q8_0<BlockQ4_0>, DType::Q8_0, quantize_row_q8_0);
-  set(DType::Q5_0, dot_q_q8_0<BlockQ5_0>, DType::Q8_0, quantize_row_q8_0);
-  set(DType::Q8_0, dot_q_q8_0<BlockQ8_0>, DType::Q8_0, quantize_row_q8_0);
-  set(DType::Q4_1, dot_q_q8_1<BlockQ4_1>, DType::Q8_1, quantize_row_q8_1);
-  set(DType::Q5_1, dot_q_q8_1<BlockQ5_1>, DType::Q8_1, quantize_row_q8_1);
-  set(DType::Q2_K, dot_k_q8_k<BlockQ2_K>, DType::Q8_K, quantize_row_q8_k);
-  set(DType::Q3_K, dot_k_q8_k<BlockQ3_K>, DType::Q8_K, quantize_row_q8_k);
-  set(DType::Q4_K, dot_k_q8_k<BlockQ4_K>, DType::Q8_K, quantize_row_q8_k);
-  set(DType::Q5_K, dot_k_q8_k<BlockQ5_K>, DType::Q8_K, quantize_row_q8_k);
-  set(DType::Q6_K, dot_k_q8_k<BlockQ6_K>, DType::Q8_K, quantize_row_q8_k);
+  set(DType::F32, dot_f32, ActFormat::f32, nullptr);
+  set(DType::F16, dot_f16, ActFormat::f32, nullptr);
+  set(DType::BF16, dot_bf16, ActFormat::f32, nullptr);
+  set(DType::Q4_0, dot_q_act<BlockQ4_0>, ActFormat::q8_32, quantize_row_q8_act);
+  set(DType::Q5_0, dot_q_act<BlockQ5_0>, ActFormat::q8_32, quantize_row_q8_act);
+  set(DType::Q8_0, dot_q_act<BlockQ8_0>, ActFormat::q8_32, quantize_row_q8_act);
+  set(DType::Q4_1, dot_q_act<BlockQ4_1>, ActFormat::q8_32, quantize_row_q8_act);
+  set(DType::Q5_1, dot_q_act<BlockQ5_1>, ActFormat::q8_32, quantize_row_q8_act);
+  set(DType::Q2_K, dot_k_q8_k<BlockQ2_K>, ActFormat::q8_k, quantize_row_q8_k);
+  set(DType::Q3_K, dot_k_q8_k<BlockQ3_K>, ActFormat::q8_k, quantize_row_q8_k);
+  set(DType::Q4_K, dot_k_q8_k<BlockQ4_K>, ActFormat::q8_k, quantize_row_q8_k);
+  set(DType::Q5_K, dot_k_q8_k<BlockQ5_K>, ActFormat::q8_k, quantize_row_q8_k);
+  set(DType::Q6_K, dot_k_q8_k<BlockQ6_K>, ActFormat::q8_k, quantize_row_q8_k);
 }
 
 }  // namespace slm::kernels::ref

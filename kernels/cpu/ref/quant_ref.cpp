@@ -388,16 +388,16 @@ void quantize_row_q8_0(const float* x, void* out, int64_t n) {
   }
 }
 
-void quantize_row_q8_1(const float* x, void* out, int64_t n) {
-  check_multiple(n, kQK, "Q8_1");
-  auto* b = static_cast<BlockQ8_1*>(out);
+void quantize_row_q8_act(const float* x, void* out, int64_t n) {
+  check_multiple(n, kQK, "8-bit activations");
+  auto* b = static_cast<BlockQ8Act*>(out);
   for (int64_t i = 0; i < n / kQK; ++i) {
     float d;
     quantize_q8_block(x + i * kQK, b[i].qs, &d);
     int sum = 0;
     for (int j = 0; j < kQK; ++j) sum += b[i].qs[j];
-    b[i].d = f32_to_f16(d);
-    b[i].s = f32_to_f16(static_cast<float>(sum) * d);
+    b[i].d = d;
+    b[i].s = static_cast<float>(sum) * d;
   }
 }
 

@@ -9,10 +9,10 @@ namespace slm::kernels::ref {
 // ---- formats (quant_ref.cpp)
 void dequantize_row(DType type, const void* src, float* out, int64_t n);
 // Activation formats.
-void quantize_row_q8_0(const float* x, void* out, int64_t n);
-void quantize_row_q8_1(const float* x, void* out, int64_t n);
+void quantize_row_q8_act(const float* x, void* out, int64_t n);  // BlockQ8Act
 void quantize_row_q8_k(const float* x, void* out, int64_t n);
 // Weight formats.
+void quantize_row_q8_0(const float* x, void* out, int64_t n);
 void quantize_row_q4_0(const float* x, void* out, int64_t n);
 void quantize_row_q4_1(const float* x, void* out, int64_t n);
 void quantize_row_q5_0(const float* x, void* out, int64_t n);

@@ -1,0 +1,137 @@
+// Kernel speed: GEMV (decode) per weight type against the machine's measured
+// read bandwidth, and GEMM (prefill, 512 tokens) in GFLOP/s.
+//
+//   bench_kernels [--benchmark_filter=Gemv] [--benchmark_min_time=2]
+//   SLM_ISA=avx2 bench_kernels ...      (force a kernel path; default: best)
+//
+// The GEMV matrix is 3072 x 8192 (Phi-3-mini's ffn_up half: 3072-element
+// rows, 8192 of them). Enough copies are cycled that the working set is
+// >= 512 MiB, so every iteration streams its weights from DRAM rather than
+// from the 32 MiB L3 a single copy would fit in.
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include "cpu/matmul.h"
+#include "cpu/membw.h"
+
+namespace {
+
+using slm::DType;
+namespace k = slm::kernels;
+
+// Read bandwidth per thread count, measured once in this process.
+double bandwidth_gbs(int threads) {
+  static std::map<int, double> cache;
+  auto it = cache.find(threads);
+  if (it == cache.end()) it = cache.emplace(threads, k::measure_read_bandwidth(threads).gb_per_s).first;
+  return it->second;
+}
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  double gbs = 0;
+  for (auto _ : state) gbs = k::measure_read_bandwidth(threads, size_t{512} << 20, 3).gb_per_s;
+  state.counters["GB/s"] = gbs;
+}
+BENCHMARK(BM_ReadBandwidth)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+struct Weights {
+  std::vector<std::unique_ptr<uint8_t[]>> copies;
+  size_t bytes = 0;
+};
+
+const Weights& weights(DType type, int64_t cols, int64_t rows, size_t min_total) {
+  static std::map<std::tuple<DType, int64_t, int64_t>, Weights> cache;
+  auto key = std::make_tuple(type, cols, rows);
+  auto it = cache.find(key);
+  if (it != cache.end()) return it->second;
+  Weights w;
+  w.bytes = static_cast<size_t>(slm::row_bytes(type, static_cast<uint64_t>(cols))) * static_cast<size_t>(rows);
+  // One quantized copy from Gaussian data; the others are byte copies.
+  std::vector<float> row(static_cast<size_t>(cols));
+  uint64_t state = 12345;
+  auto first = std::make_unique<uint8_t[]>(w.bytes);
+  const size_t rb = w.bytes / static_cast<size_t>(rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) {  // cheap deterministic noise, roughly N(0, 0.03)
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      v = (static_cast<float>(state >> 40) / 16777216.0f - 0.5f) * 0.1f;
+    }
+    k::quantize_row(type, row.data(), first.get() + static_cast<size_t>(r) * rb, cols);
+  }
+  const size_t n_copies = std::max<size_t>(1, (min_total + w.bytes - 1) / w.bytes);
+  w.copies.push_back(std::move(first));
+  for (size_t c = 1; c < n_copies; ++c) {
+    w.copies.push_back(std::make_unique<uint8_t[]>(w.bytes));
+    std::memcpy(w.copies.back().get(), w.copies.front().get(), w.bytes);
+  }
+  return cache.emplace(key, std::move(w)).first->second;
+}
+
+void BM_Gemv(benchmark::State& state, DType type) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t cols = 3072, rows = 8192;
+  const Weights& w = weights(type, cols, rows, size_t{512} << 20);
+  const k::KernelTable& kt = k::active_kernels();
+  std::vector<float> x(cols, 0.01f), y(rows);
+  std::vector<uint8_t> scratch;
+  size_t copy = 0;
+  for (auto _ : state) {
+    const k::WeightMatrix m = k::make_weight_matrix(w.copies[copy].get(), type, cols, rows);
+    k::matmul(kt, m, x.data(), 1, y.data(), rows, threads, scratch);
+    benchmark::DoNotOptimize(y.data());
+    copy = (copy + 1) % w.copies.size();
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * w.bytes));
+  const double bw = bandwidth_gbs(threads);
+  state.counters["weights_GB/s"] =
+      benchmark::Counter(static_cast<double>(w.bytes) / 1e9 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  state.counters["read_bw_GB/s"] = bw;
+  state.SetLabel(std::string(k::isa_name(kt.isa)));
+}
+
+// Ratio printed by the docs script: weights_GB/s / read_bw_GB/s.
+
+void BM_Gemm(benchmark::State& state, DType type) {
+  const int threads = static_cast<int>(state.range(0));
+  const int64_t cols = 3072, rows = 3072, tokens = 512;
+  const Weights& w = weights(type, cols, rows, 0);
+  const k::KernelTable& kt = k::active_kernels();
+  std::vector<float> x(static_cast<size_t>(cols * tokens)), y(static_cast<size_t>(rows * tokens));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.01f - 0.08f;
+  std::vector<uint8_t> scratch;
+  const k::WeightMatrix m = k::make_weight_matrix(w.copies[0].get(), type, cols, rows);
+  for (auto _ : state) {
+    k::matmul(kt, m, x.data(), tokens, y.data(), rows, threads, scratch);
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["GFLOP/s"] = benchmark::Counter(2.0 * cols * rows * tokens * static_cast<double>(state.iterations()) / 1e9,
+                                                 benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(k::isa_name(kt.isa)));
+}
+
+const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                        DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
+
+const bool kRegistered = [] {
+  for (DType t : kTypes) {
+    const std::string name(slm::dtype_name(t));
+    benchmark::RegisterBenchmark(("Gemv/" + name).c_str(), BM_Gemv, t)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  for (DType t : kTypes) {
+    const std::string name(slm::dtype_name(t));
+    benchmark::RegisterBenchmark(("Gemm512/" + name).c_str(), BM_Gemm, t)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  return true;
+}();
+
+}  // namespace
+
+BENCHMARK_MAIN();
