@@ -7,7 +7,9 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "core/cpu_features.h"
 #include "core/log.h"
+#include "cpu/kernels.h"
 #include "slm/error.h"
 #include "slm/version.h"
 
@@ -17,6 +19,11 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Debug logging to stderr")->configurable(false);
+  std::string isa;
+  app.add_option("--isa", isa,
+                 "Force a kernel path: auto, ref, avx2, avx512, avx512_vnni, neon, neon_dotprod "
+                 "(default: SLM_ISA from the environment, else the best this CPU runs)")
+      ->configurable(false);
 
   std::map<CLI::App*, slm::cli::Command> commands;
   auto add = [&](slm::cli::Command (*fn)(CLI::App&)) {
@@ -36,6 +43,11 @@ int main(int argc, char** argv) {
   if (verbose) slm::logger().set_level(spdlog::level::debug);
 
   try {
+    // An ISA the CPU lacks is an error here, before any kernel runs.
+    if (!isa.empty()) slm::kernels::set_active_isa(slm::kernels::parse_isa(isa));
+    const auto& kernels = slm::kernels::active_kernels();
+    slm::logger().debug("kernel path: {} (CPU: {}; {})", slm::kernels::isa_name(kernels.isa),
+                        slm::cpu_features().cpu_name, slm::cpu_features().summary());
     for (auto& [sub, run] : commands) {
       if (sub->parsed()) return run();
     }
