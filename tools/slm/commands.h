@@ -16,5 +16,6 @@ using Command = std::function<int()>;
 Command add_info(CLI::App& app);
 Command add_synth(CLI::App& app);
 Command add_tokenize(CLI::App& app);
+Command add_logits(CLI::App& app);
 
 }  // namespace slm::cli

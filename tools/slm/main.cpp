@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
   add(slm::cli::add_info);
   add(slm::cli::add_synth);
   add(slm::cli::add_tokenize);
+  add(slm::cli::add_logits);
 
   try {
     app.parse(argc, argv);

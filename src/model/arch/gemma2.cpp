@@ -1,0 +1,63 @@
+// Gemma 2: Gemma plus post-attention and post-FFN norms, attention-logit and
+// final-logit soft-capping, and sliding-window attention on even layers.
+#include <cmath>
+
+#include "model/arch/arch.h"
+#include "model/forward.h"
+
+namespace slm::model {
+namespace {
+
+HParams read(const gguf::GgufFile& f) {
+  HParams hp = keys::read_common(f);
+  hp.rope_neox = true;
+  hp.embd_scale = std::sqrt(static_cast<float>(hp.n_embd));
+  hp.attn_softcap = static_cast<float>(f.get_float(f.arch_key("attn_logit_softcapping"), 50.0));
+  hp.final_softcap = static_cast<float>(f.get_float(f.arch_key("final_logit_softcapping"), 30.0));
+  hp.sliding_window = f.get_int(f.arch_key("attention.sliding_window"), 4096);
+  // Gemma 2 27B (46 layers) scales queries by 1/sqrt(E/H) instead of
+  // 1/sqrt(D); the reference engine recognises it by its layer count.
+  if (hp.n_layer == 46) hp.query_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_embd / hp.n_head));
+  return hp;
+}
+
+std::vector<TensorSpec> tensors(const HParams& hp) {
+  const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab;
+  return {
+      {Slot::token_embd, "token_embd.weight", {E, V}},
+      {Slot::output_norm, "output_norm.weight", {E}},
+      {Slot::output, "output.weight", {E, V}, false},
+      {Slot::attn_norm, "blk.{}.attn_norm.weight", {E}},
+      {Slot::attn_q, "blk.{}.attn_q.weight", {E, hp.q_dim()}},
+      {Slot::attn_k, "blk.{}.attn_k.weight", {E, hp.kv_dim()}},
+      {Slot::attn_v, "blk.{}.attn_v.weight", {E, hp.kv_dim()}},
+      {Slot::attn_output, "blk.{}.attn_output.weight", {hp.q_dim(), E}},
+      {Slot::post_attention_norm, "blk.{}.post_attention_norm.weight", {E}},
+      {Slot::ffn_norm, "blk.{}.ffn_norm.weight", {E}},
+      {Slot::ffn_gate, "blk.{}.ffn_gate.weight", {E, F}},
+      {Slot::ffn_up, "blk.{}.ffn_up.weight", {E, F}},
+      {Slot::ffn_down, "blk.{}.ffn_down.weight", {F, E}},
+      {Slot::post_ffw_norm, "blk.{}.post_ffw_norm.weight", {E}},
+  };
+}
+
+void block(Forward& f, int l) {
+  const Model& m = f.model();
+  f.norm(f.x(), m.layer(l, Slot::attn_norm), f.xn());
+  f.attention(l, f.xn(), f.o());
+  f.norm(f.o(), m.layer(l, Slot::post_attention_norm), f.o());
+  f.add_residual(f.o());
+  f.norm(f.x(), m.layer(l, Slot::ffn_norm), f.xn());
+  f.gated_mlp(l, f.xn(), f.o(), Activation::gelu);
+  f.norm(f.o(), m.layer(l, Slot::post_ffw_norm), f.o());
+  f.add_residual(f.o());
+}
+
+// Even layers attend within the window, odd layers globally.
+int64_t window(const HParams& hp, int layer) { return layer % 2 == 0 ? hp.sliding_window : 0; }
+
+}  // namespace
+
+extern const Architecture kGemma2{"gemma2", read, tensors, block, window};
+
+}  // namespace slm::model

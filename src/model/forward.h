@@ -1,0 +1,121 @@
+// Running a model: the KV cache, the batch state with the shared pieces every
+// architecture's block is built from (forward.cpp), and Context, which feeds
+// token batches through the layers.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "model/model.h"
+
+namespace slm::model {
+
+struct ContextParams {
+  int64_t n_ctx = 0;     // positions the KV cache holds; 0 = min(training context, 4096)
+  int64_t n_batch = 512; // tokens per forward pass when evaluating a long prompt
+  int n_threads = 0;     // 0 = every core
+  bool kv_f16 = true;    // K/V stored as f16 (half the memory) or f32
+};
+
+// K and V for every layer and position: layer l, position p, kv head g
+// starts at element (p * KV + g) * D of k(l) / v(l).
+class KvCache {
+ public:
+  KvCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, bool f16);
+  void* k(int layer) { return base(layer, 0); }
+  void* v(int layer) { return base(layer, 1); }
+  bool f16() const { return f16_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  size_t bytes() const { return data_.size(); }
+  // Stores one position's K or V row (kv_dim floats).
+  void store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k);
+
+ private:
+  void* base(int layer, int which);
+  int64_t n_layer_, n_ctx_, kv_dim_;
+  bool f16_;
+  size_t elem_;
+  std::vector<uint8_t> data_;
+};
+
+enum class Activation { silu, gelu };
+
+// The batch being evaluated and the pieces a block is made of. Buffers hold
+// n_tokens rows; row t is position pos(t).
+class Forward {
+ public:
+  Forward(const Model& model, KvCache& cache, const kernels::KernelTable& k, int n_threads, int64_t n_batch,
+          const float* rope_factors);
+
+  const Model& model() const { return model_; }
+  const HParams& hp() const { return hp_; }
+  int64_t n_tokens() const { return n_tokens_; }
+  int64_t pos(int64_t t) const { return pos0_ + t; }
+
+  float* x() { return x_.data(); }    // residual stream [n, E]
+  float* xn() { return xn_.data(); }  // normalised input of a sub-layer [n, E]
+  float* o() { return o_.data(); }    // sub-layer output [n, E]
+
+  // out[t] = rmsnorm(in[t]) * w for every row (out may alias in).
+  void norm(const float* in, const Weight& w, float* out);
+  // Self-attention of layer l: projections (fused qkv or separate), RoPE,
+  // K/V into the cache, causal (and windowed) attention, output projection.
+  void attention(int layer, const float* in, float* out);
+  // Gated MLP of layer l: act(gate) * up, then down. Fused gate|up (phi3)
+  // when the layer has no ffn_gate.
+  void gated_mlp(int layer, const float* in, float* out, Activation act);
+  // x += o.
+  void add_residual(const float* o);
+
+  // y = W x for the batch (rows of in are `in_dim` long).
+  void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);
+
+  // Embeds tokens at positions pos0.. into x (the batch's first step).
+  void begin(const int32_t* tokens, int64_t n, int64_t pos0);
+  // Final norm and output projection of the rows [first, n) into logits.
+  void logits(int64_t first, float* out);
+
+  size_t scratch_bytes() const;
+
+ private:
+  const Model& model_;
+  const HParams& hp_;
+  KvCache& cache_;
+  const kernels::KernelTable& k_;
+  int n_threads_;
+  const float* rope_factors_;
+  int64_t n_tokens_ = 0, pos0_ = 0;
+  std::vector<float> x_, xn_, o_, q_, kv_k_, kv_v_, attn_, up_, act_, cos_, sin_;
+  std::vector<uint8_t> act_scratch_;
+};
+
+// A model being run: its KV cache and position. One thread at a time.
+class Context {
+ public:
+  Context(const Model& model, const ContextParams& params);
+
+  // Evaluates `n` tokens at positions n_past() .. n_past() + n - 1, in
+  // batches of n_batch. With all_logits, logits receives n rows of n_vocab;
+  // otherwise the last token's row. Throws slm::Error (nothing evaluated)
+  // when the tokens do not fit the context or an id is out of range.
+  void evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits);
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return cache_.n_ctx(); }
+  const ContextParams& params() const { return params_; }
+  // Forgets every position from n on (n <= n_past()).
+  void rewind(int64_t n);
+  size_t kv_bytes() const { return cache_.bytes(); }
+  size_t scratch_bytes() const { return fwd_.scratch_bytes(); }
+
+ private:
+  const Model& model_;
+  ContextParams params_;
+  KvCache cache_;
+  std::vector<float> rope_factors_;
+  Forward fwd_;
+  int64_t n_past_ = 0;
+};
+
+}  // namespace slm::model

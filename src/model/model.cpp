@@ -1,0 +1,107 @@
+#include "model/model.h"
+
+#include <fmt/format.h>
+
+#include "core/log.h"
+#include "cpu/kernels.h"
+#include "slm/error.h"
+
+namespace slm::model {
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& ne) {
+  std::string s;
+  for (size_t i = 0; i < ne.size(); ++i) s += (i ? " x " : "") + std::to_string(ne[i]);
+  return "[" + s + "]";
+}
+
+std::string layer_name(const char* pattern, int layer) {
+  std::string s = pattern;
+  const auto at = s.find("{}");
+  if (at != std::string::npos) s.replace(at, 2, std::to_string(layer));
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<Model> Model::load(const std::string& path) {
+  std::unique_ptr<Model> m(new Model());
+  m->file_ = std::make_unique<gguf::GgufFile>(path);
+  const gguf::GgufFile& f = *m->file_;
+  if (f.architecture().empty()) throw Error(path + ": no general.architecture key: not a model file");
+  m->arch_ = &find_architecture(f.architecture());
+  m->hp_ = m->arch_->read_hparams(f);
+  HParams& hp = m->hp_;
+  hp.arch = f.architecture();
+  hp.name = f.get_string("general.name", "");
+  const gguf::TensorInfo* embd = f.find_tensor("token_embd.weight");
+  if (!embd) throw Error(path + ": missing tensor 'token_embd.weight'");
+  if (embd->ne.size() != 2 || embd->ne[0] != hp.n_embd)
+    throw Error(fmt::format("{}: tensor 'token_embd.weight' has shape {}, expected [{} x n_vocab]", path,
+                            shape_str(embd->ne), hp.n_embd));
+  hp.n_vocab = embd->ne[1];
+
+  // Every expected tensor: present (or optional), right shape, usable type.
+  const std::vector<TensorSpec> specs = m->arch_->tensors(hp);
+  m->layers_.resize(static_cast<size_t>(hp.n_layer));
+  size_t n_expected = 0;
+  for (const TensorSpec& spec : specs) {
+    const int n_inst = is_layer_slot(spec.slot) ? static_cast<int>(hp.n_layer) : 1;
+    for (int l = 0; l < n_inst; ++l) {
+      const std::string name = layer_name(spec.name, l);
+      const gguf::TensorInfo* t = f.find_tensor(name);
+      if (!t) {
+        if (spec.required) throw Error(fmt::format("{}: missing tensor '{}' ({} {})", path, name, hp.arch, shape_str(spec.ne)));
+        continue;
+      }
+      ++n_expected;
+      if (t->ne != spec.ne)
+        throw Error(fmt::format("{}: tensor '{}' has shape {}, expected {} for this {} model", path, name,
+                                shape_str(t->ne), shape_str(spec.ne), hp.arch));
+      Weight w;
+      w.info = t;
+      if (t->ne.size() == 1) {
+        if (!kernels::can_dequantize(t->type))
+          throw Error(fmt::format("{}: tensor '{}' has unsupported type {}", path, name, dtype_name(t->type)));
+        w.vec.resize(static_cast<size_t>(t->ne[0]));
+        kernels::dequantize_row(t->type, f.tensor_data(*t), w.vec.data(), t->ne[0]);
+      } else {
+        const kernels::KernelTable& k = kernels::active_kernels();
+        const bool embedding = spec.slot == Slot::token_embd;
+        if (embedding ? !kernels::can_dequantize(t->type) : !k.types[static_cast<size_t>(t->type)].dot)
+          throw Error(fmt::format("{}: tensor '{}' has type {}, which slm cannot compute with", path, name,
+                                  dtype_name(t->type)));
+        w.matrix = kernels::make_weight_matrix(f.tensor_data(*t), t->type, t->ne[0], t->ne[1]);
+      }
+      if (is_layer_slot(spec.slot))
+        m->layers_[static_cast<size_t>(l)][static_cast<size_t>(spec.slot)] = std::move(w);
+      else
+        m->globals_[static_cast<size_t>(spec.slot)] = std::move(w);
+    }
+  }
+  // Tied output: the embedding must also be a valid matmul weight.
+  if (!m->global(Slot::output)) {
+    const auto& k = kernels::active_kernels();
+    if (!k.types[static_cast<size_t>(embd->type)].dot)
+      throw Error(fmt::format("{}: output is tied to token_embd.weight, whose type {} slm cannot multiply with", path,
+                              dtype_name(embd->type)));
+  }
+  if (n_expected != f.tensors().size())
+    logger().warn("{}: {} tensors are not used by the {} architecture", path, f.tensors().size() - n_expected, hp.arch);
+  logger().debug("loaded {} ({}): {} layers, E={} H={}/{} D={} F={} vocab={}", path, hp.arch, hp.n_layer, hp.n_embd,
+                 hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab);
+  return m;
+}
+
+const kernels::WeightMatrix& Model::output_matrix() const {
+  const Weight& out = global(Slot::output);
+  return out ? out.matrix : global(Slot::token_embd).matrix;
+}
+
+uint64_t Model::weight_bytes() const {
+  uint64_t total = 0;
+  for (const auto& t : file_->tensors()) total += t.n_bytes;
+  return total;
+}
+
+}  // namespace slm::model

@@ -1,0 +1,105 @@
+// slm logits -m MODEL --tokens 1,2,3 [--greedy N] [--ctx N] [--batch N]
+//            [--threads N] [--kv f16|f32]
+// Prints {"tokens": [...], "logits": [[...] one row per position], "greedy": [...]}.
+// Token ids are used as given (no BOS). The prompt runs as a batched prefill;
+// each greedy token then goes through the single-token decode path.
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "model/forward.h"
+#include "slm/error.h"
+
+namespace slm::cli {
+namespace {
+
+struct LogitsOptions {
+  std::string model;
+  std::string tokens;
+  int greedy = 0;
+  int64_t ctx = 512;
+  int64_t batch = 512;
+  int threads = 0;
+  std::string kv = "f16";
+};
+
+std::vector<int32_t> parse_ids(const std::string& list) {
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    const std::string item = list.substr(start, comma - start);
+    size_t used = 0;
+    long long v = 0;
+    try {
+      v = std::stoll(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (item.empty() || used != item.size() || v < 0 || v > INT32_MAX)
+      throw Error(fmt::format("--tokens: '{}' is not a token id (expected comma-separated non-negative integers)", item));
+    ids.push_back(static_cast<int32_t>(v));
+    start = comma + 1;
+  }
+  return ids;
+}
+
+int run_logits(const LogitsOptions& o) {
+  const std::vector<int32_t> tokens = parse_ids(o.tokens);
+  if (o.kv != "f16" && o.kv != "f32") throw Error(fmt::format("--kv must be f16 or f32 (got '{}')", o.kv));
+  const auto model = model::Model::load(o.model);
+  model::ContextParams params;
+  params.n_ctx = o.ctx;
+  params.n_batch = o.batch;
+  params.n_threads = o.threads;
+  params.kv_f16 = o.kv == "f16";
+  model::Context ctx(*model, params);
+  if (static_cast<int64_t>(tokens.size()) + o.greedy > ctx.n_ctx())
+    throw Error(fmt::format("{} prompt tokens + {} greedy tokens do not fit the context of {}", tokens.size(), o.greedy,
+                            ctx.n_ctx()));
+  std::vector<float> logits;
+  ctx.evaluate(tokens.data(), static_cast<int64_t>(tokens.size()), true, logits);
+  const auto V = static_cast<size_t>(model->hparams().n_vocab);
+  nlohmann::json rows = nlohmann::json::array();
+  for (size_t t = 0; t < tokens.size(); ++t)
+    rows.push_back(std::vector<float>(logits.begin() + static_cast<std::ptrdiff_t>(t * V),
+                                      logits.begin() + static_cast<std::ptrdiff_t>((t + 1) * V)));
+  std::vector<int32_t> greedy;
+  std::vector<float> last(logits.end() - static_cast<std::ptrdiff_t>(V), logits.end());
+  for (int i = 0; i < o.greedy; ++i) {
+    const auto next = static_cast<int32_t>(std::max_element(last.begin(), last.end()) - last.begin());
+    greedy.push_back(next);
+    if (i + 1 < o.greedy) ctx.evaluate(&next, 1, false, last);
+  }
+  nlohmann::json out;
+  out["tokens"] = tokens;
+  out["logits"] = std::move(rows);
+  out["greedy"] = greedy;
+  fmt::print("{}\n", out.dump());
+  return 0;
+}
+
+}  // namespace
+
+Command add_logits(CLI::App& app) {
+  auto opts = std::make_shared<LogitsOptions>();
+  CLI::App* sub = app.add_subcommand("logits", "Print the logits of a token sequence as JSON (for testing)");
+  sub->add_option("-m,--model", opts->model, "GGUF model file")->required();
+  sub->add_option("--tokens", opts->tokens, "Comma-separated token ids, used as given (no BOS added)")->required();
+  sub->add_option("--greedy", opts->greedy, "Continue greedily for N tokens through the decode path")
+      ->check(CLI::Range(0, 1 << 20));
+  sub->add_option("-c,--ctx", opts->ctx, "Context length (positions in the KV cache)")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 24));
+  sub->add_option("-b,--batch", opts->batch, "Tokens per prefill batch")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  sub->add_option("-t,--threads", opts->threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  sub->add_option("--kv", opts->kv, "KV cache type: f16 or f32")->capture_default_str();
+  return [opts] { return run_logits(*opts); };
+}
+
+}  // namespace slm::cli
