@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   CLI::App app{"slm — run small language models (Phi-3, Gemma, Llama) from GGUF files, locally", "slm"};
   app.set_version_flag("--version", std::string("slm ") + slm::version_string());
   app.require_subcommand(1);
+  app.fallthrough();  // global flags (-v, --isa) also work after the subcommand
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Debug logging to stderr")->configurable(false);
   std::string isa;

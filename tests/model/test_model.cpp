@@ -1,0 +1,298 @@
+// The transformer runtime against the independent float64 logits of every
+// testdata model, on every kernel path and thread count; batching, rewind,
+// context overflow and malformed models.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <nlohmann/json.hpp>
+
+#include "cpu/kernels.h"
+#include "gguf/gguf_writer.h"
+#include "model/forward.h"
+#include "slm/error.h"
+#include "support/testdata.h"
+
+namespace slm::model {
+namespace {
+
+struct Reference {
+  std::string name;
+  std::string model;
+  std::vector<int32_t> tokens;
+  std::vector<std::vector<double>> logits;  // logits_f64
+  std::vector<int32_t> greedy;
+  double tolerance;
+  bool exact_type;  // F32 / F16: greedy must match
+  bool quantized;
+};
+
+std::vector<Reference> references() {
+  std::vector<Reference> out;
+  const std::string dir = test::testdata_dir() + "/reference/";
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string file = entry.path().filename().string();
+    if (file.size() < 12 || file.substr(file.size() - 12) != ".public.json") continue;
+    std::ifstream in(entry.path());
+    const auto j = nlohmann::json::parse(in);
+    Reference r;
+    r.name = file.substr(0, file.size() - 12);
+    r.model = test::testdata_dir() + "/" + j.at("model").get<std::string>();
+    r.tokens = j.at("tokens").get<std::vector<int32_t>>();
+    r.logits = j.at("logits_f64").get<std::vector<std::vector<double>>>();
+    r.greedy = j.at("greedy_engine").get<std::vector<int32_t>>();
+    r.tolerance = j.at("tolerance_rel_rms").get<double>();
+    const bool bf16 = r.name.find("-bf16") != std::string::npos;
+    r.quantized = r.name.find("-q") != std::string::npos;
+    r.exact_type = !bf16 && !r.quantized;
+    out.push_back(std::move(r));
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  return out;
+}
+
+// sqrt(mean(e^2)) / std(ref) over every position and vocabulary entry.
+double rel_rms(const std::vector<float>& got, const std::vector<std::vector<double>>& ref) {
+  double sum = 0, sum2 = 0, err = 0;
+  size_t n = 0;
+  for (size_t t = 0; t < ref.size(); ++t)
+    for (size_t v = 0; v < ref[t].size(); ++v) {
+      const double r = ref[t][v], e = got[t * ref[t].size() + v] - r;
+      sum += r, sum2 += r * r, err += e * e, ++n;
+    }
+  const double mean = sum / static_cast<double>(n);
+  return std::sqrt(err / static_cast<double>(n)) / std::sqrt(sum2 / static_cast<double>(n) - mean * mean);
+}
+
+double rel_rms(const std::vector<float>& a, const std::vector<float>& b) {
+  double err = 0, sum = 0, sum2 = 0;
+  for (size_t i = 0; i < a.size(); ++i) err += (a[i] - b[i]) * (a[i] - b[i]), sum += b[i], sum2 += b[i] * b[i];
+  const double n = static_cast<double>(a.size()), mean = sum / n;
+  return std::sqrt(err / n) / std::sqrt(sum2 / n - mean * mean);
+}
+
+template <typename Row>
+size_t argmax(const Row& row, size_t n) {
+  size_t best = 0;
+  for (size_t i = 1; i < n; ++i)
+    if (row[i] > row[best]) best = i;
+  return best;
+}
+
+// Restores the process-wide kernel path when a test changes it.
+struct IsaGuard {
+  kernels::Isa saved = kernels::active_kernels().isa;
+  ~IsaGuard() { kernels::set_active_isa(saved); }
+};
+
+TEST(ModelReference, LogitsArgmaxAndGreedyOnEveryPathAndThreadCount) {
+  SLM_REQUIRE_TESTDATA();
+  IsaGuard guard;
+  const auto refs = references();
+  ASSERT_GE(refs.size(), 25u);
+  for (const Reference& r : refs) {
+    const auto model = Model::load(r.model);
+    const size_t V = static_cast<size_t>(model->hparams().n_vocab);
+    for (kernels::Isa isa : kernels::available_isas()) {
+      kernels::set_active_isa(isa);
+      for (int threads : {1, 2}) {
+        SCOPED_TRACE(r.name + " on " + std::string(kernels::isa_name(isa)) + ", " + std::to_string(threads) + " threads");
+        ContextParams p;
+        p.n_ctx = 512;  // the reference's context (it decides LongRoPE factors)
+        p.n_threads = threads;
+        Context ctx(*model, p);
+        std::vector<float> logits;
+        ctx.evaluate(r.tokens.data(), static_cast<int64_t>(r.tokens.size()), true, logits);
+        ASSERT_EQ(logits.size(), r.tokens.size() * V);
+        const double err = rel_rms(logits, r.logits);
+        EXPECT_LE(err, r.tolerance);
+        RecordProperty(r.name + "_" + std::string(kernels::isa_name(isa)) + "_t" + std::to_string(threads),
+                       std::to_string(err));
+        const double margin_needed = r.quantized ? 0.25 : 0.05;
+        for (size_t t = 0; t < r.tokens.size(); ++t) {
+          std::vector<double> sorted = r.logits[t];
+          std::sort(sorted.begin(), sorted.end());
+          if (sorted[V - 1] - sorted[V - 2] <= margin_needed) continue;
+          EXPECT_EQ(argmax(logits.data() + t * V, V), argmax(r.logits[t], V)) << "position " << t;
+        }
+        if (r.exact_type) {
+          // Greedy continuation one token at a time through the decode path.
+          std::vector<float> last(logits.end() - static_cast<std::ptrdiff_t>(V), logits.end());
+          std::vector<int32_t> greedy;
+          for (size_t i = 0; i < r.greedy.size(); ++i) {
+            const auto next = static_cast<int32_t>(argmax(last, V));
+            greedy.push_back(next);
+            if (i + 1 < r.greedy.size()) ctx.evaluate(&next, 1, false, last);
+          }
+          EXPECT_EQ(greedy, r.greedy);
+        }
+      }
+    }
+  }
+}
+
+TEST(ModelReference, PrefillBatchSizesAgree) {
+  SLM_REQUIRE_TESTDATA();
+  for (const Reference& r : references()) {
+    SCOPED_TRACE(r.name);
+    const auto model = Model::load(r.model);
+    auto run = [&](int64_t batch) {
+      ContextParams p;
+      p.n_ctx = 512;
+      p.n_batch = batch;
+      p.n_threads = 2;
+      Context ctx(*model, p);
+      std::vector<float> logits;
+      ctx.evaluate(r.tokens.data(), static_cast<int64_t>(r.tokens.size()), true, logits);
+      return logits;
+    };
+    const auto whole = run(512);
+    for (int64_t batch : {1, 7, 64}) {
+      const double tol = r.exact_type ? 1e-4 : r.tolerance;
+      EXPECT_LE(rel_rms(run(batch), whole), tol) << "batch " << batch;
+    }
+  }
+}
+
+TEST(ModelContext, RewindContinuesLikeAFreshRun) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/gemma2-tiny.gguf");  // sliding window + softcaps
+  const std::vector<int32_t> a = {5, 17, 200, 33, 401, 9, 77, 301, 12, 45, 8, 99};
+  const std::vector<int32_t> b = {5, 17, 200, 33, 401, 9, 250, 251, 252, 253};  // shares 6 tokens with a
+  ContextParams p;
+  p.n_ctx = 64;
+  Context fresh(*model, p), reused(*model, p);
+  std::vector<float> want, got;
+  fresh.evaluate(b.data(), static_cast<int64_t>(b.size()), true, want);
+  reused.evaluate(a.data(), static_cast<int64_t>(a.size()), true, got);
+  reused.rewind(6);
+  EXPECT_EQ(reused.n_past(), 6);
+  reused.evaluate(b.data() + 6, static_cast<int64_t>(b.size() - 6), true, got);
+  const size_t V = static_cast<size_t>(model->hparams().n_vocab);
+  const std::vector<float> want_tail(want.begin() + static_cast<std::ptrdiff_t>(6 * V), want.end());
+  EXPECT_LE(rel_rms(got, want_tail), 1e-5);
+  EXPECT_THROW(reused.rewind(11), Error);  // beyond n_past
+}
+
+TEST(ModelContext, OverflowIsAnErrorAndEvaluatesNothing) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/phi3-tiny.gguf");
+  ContextParams p;
+  p.n_ctx = 16;
+  Context ctx(*model, p);
+  std::vector<int32_t> tokens(10, 7);
+  std::vector<float> logits;
+  ctx.evaluate(tokens.data(), 10, false, logits);
+  try {
+    ctx.evaluate(tokens.data(), 7, false, logits);
+    FAIL() << "expected an overflow error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("do not fit the context"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(ctx.n_past(), 10);
+  ctx.evaluate(tokens.data(), 6, false, logits);  // exactly fills it
+  EXPECT_EQ(ctx.n_past(), 16);
+  const int32_t bad = 512;
+  Context other(*model, p);
+  EXPECT_THROW(other.evaluate(&bad, 1, false, logits), Error);
+  EXPECT_EQ(other.n_past(), 0);
+}
+
+TEST(ModelContext, F32CacheAgreesWithF16Cache) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/llama-tiny.gguf");
+  const std::vector<int32_t> t = {1, 40, 41, 300, 2, 17, 18, 19};
+  ContextParams p;
+  p.n_ctx = 32;
+  Context c16(*model, p);
+  p.kv_f16 = false;
+  Context c32(*model, p);
+  EXPECT_EQ(c32.kv_bytes(), 2 * c16.kv_bytes());
+  std::vector<float> a, b;
+  c16.evaluate(t.data(), 8, true, a);
+  c32.evaluate(t.data(), 8, true, b);
+  EXPECT_LE(rel_rms(a, b), 2e-3);  // f16 rounding of K/V only
+  EXPECT_GT(rel_rms(a, b), 0.0);   // and it is really a different cache type
+}
+
+// ---- malformed models: each edit of a valid file gets an error naming it.
+
+std::string rewrite(const std::string& src, const std::string& name,
+                    const std::function<void(const gguf::GgufFile&, gguf::GgufWriter&)>& edit) {
+  const gguf::GgufFile in(src);
+  gguf::GgufWriter w;
+  for (const auto& kv : in.metadata()) w.set(kv.key, kv.value);
+  edit(in, w);
+  const std::string out = test::temp_path(name);
+  w.write(out);
+  return out;
+}
+
+void add_all_tensors(const gguf::GgufFile& in, gguf::GgufWriter& w, const std::string& skip = "",
+                     const std::string& reshape = "") {
+  for (const auto& t : in.tensors()) {
+    if (t.name == skip) continue;
+    if (t.name == reshape) {
+      std::vector<int64_t> ne = t.ne;
+      ne[1] /= 2;
+      w.add_tensor(t.name, t.type, ne, in.tensor_data(t), t.n_bytes / 2);
+    } else {
+      w.add_tensor(t.name, t.type, t.ne, in.tensor_data(t), t.n_bytes);
+    }
+  }
+}
+
+void expect_load_error(const std::string& path, const std::string& needle) {
+  try {
+    Model::load(path);
+    FAIL() << "loading " << path << " should fail";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(ModelLoad, ErrorsNameWhatIsWrong) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string src = test::testdata_dir() + "/models/phi3-tiny.gguf";
+  expect_load_error(rewrite(src, "arch.gguf",
+                            [](const auto& in, auto& w) {
+                              w.set("general.architecture", gguf::Value::string("mamba"));
+                              add_all_tensors(in, w);
+                            }),
+                    "unsupported architecture 'mamba'");
+  expect_load_error(rewrite(src, "missing.gguf", [](const auto& in, auto& w) { add_all_tensors(in, w, "blk.1.ffn_down.weight"); }),
+                    "missing tensor 'blk.1.ffn_down.weight'");
+  expect_load_error(rewrite(src, "shape.gguf", [](const auto& in, auto& w) { add_all_tensors(in, w, "", "blk.0.attn_qkv.weight"); }),
+                    "tensor 'blk.0.attn_qkv.weight' has shape [256 x 384], expected [256 x 768]");
+  expect_load_error(rewrite(src, "key.gguf",
+                            [](const auto& in, auto& w) {
+                              w.remove("phi3.block_count");
+                              add_all_tensors(in, w);
+                            }),
+                    "missing metadata key 'phi3.block_count'");
+  expect_load_error(rewrite(src, "heads.gguf",
+                            [](const auto& in, auto& w) {
+                              w.set("phi3.attention.head_count_kv", gguf::Value::scalar<uint32_t>(3));
+                              add_all_tensors(in, w);
+                            }),
+                    "head_count_kv = 3 must divide head_count = 8");
+  // A weight type with no kernel (IQ4_NL) is refused by name.
+  expect_load_error(rewrite(src, "type.gguf",
+                            [](const auto& in, auto& w) {
+                              for (const auto& t : in.tensors()) {
+                                if (t.name == "blk.0.ffn_down.weight") {
+                                  const uint64_t bytes = row_bytes(DType::IQ4_NL, 512) * 256;
+                                  w.add_tensor(t.name, DType::IQ4_NL, t.ne, std::vector<uint8_t>(bytes));
+                                } else {
+                                  w.add_tensor(t.name, t.type, t.ne, in.tensor_data(t), t.n_bytes);
+                                }
+                              }
+                            }),
+                    "type IQ4_NL");
+}
+
+}  // namespace
+}  // namespace slm::model
