@@ -1,4 +1,4 @@
-// slm synth --preset NAME [--type f32|f16|bf16] OUT.gguf: a random-weight
+// slm synth --preset NAME [--type f32|f16|bf16|q4_0|...] OUT.gguf: a random-weight
 // model with a real model's shapes, metadata keys and tensor names, for
 // benchmarks and tests (no download needed).
 //
@@ -8,6 +8,7 @@
 // Weights are uniform with standard deviation 1/sqrt(fan-in), so activations
 // stay finite through any number of layers.
 #include <algorithm>
+#include <thread>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -22,6 +23,8 @@
 
 #include "commands.h"
 #include "core/dtype.h"
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
 #include "core/fp16.h"
 #include "gguf/gguf_writer.h"
 #include "slm/error.h"
@@ -273,6 +276,24 @@ std::vector<TensorSpec> tensor_table(const Preset& p) {
   return t;
 }
 
+// general.file_type for a model whose 2-D tensors are all `type`.
+uint32_t synth_file_type(DType type) {
+  switch (type) {
+    case DType::F32: return 0;    // ALL_F32
+    case DType::F16: return 1;    // MOSTLY_F16
+    case DType::Q4_0: return 2;   // MOSTLY_Q4_0
+    case DType::Q4_1: return 3;
+    case DType::Q8_0: return 7;
+    case DType::Q5_0: return 8;
+    case DType::Q5_1: return 9;
+    case DType::Q4_K: return 14;  // MOSTLY_Q4_K_S
+    case DType::Q5_K: return 16;  // MOSTLY_Q5_K_S
+    case DType::Q6_K: return 18;
+    case DType::BF16: return 32;
+    default: return 0;
+  }
+}
+
 int run_synth(const SynthOptions& o) {
   if (o.list) {
     for (const fs::path& dir : preset_dirs(o.presets_dir)) {
@@ -291,43 +312,38 @@ int run_synth(const SynthOptions& o) {
   const Preset p = parse_preset(find_preset(o));
 
   const auto dtype = dtype_from_name(o.type);
-  // file_type values: ALL_F32 = 0, MOSTLY_F16 = 1, MOSTLY_BF16 = 32.
-  uint32_t file_type = 0;
-  if (dtype == DType::F32) {
-    file_type = 0;
-  } else if (dtype == DType::F16) {
-    file_type = 1;
-  } else if (dtype == DType::BF16) {
-    file_type = 32;
-  } else {
-    throw Error(fmt::format("synth --type '{}' is not supported (f32, f16, bf16; quantize the result with slm quantize)",
+  if (!dtype || !kernels::can_quantize(*dtype))
+    throw Error(fmt::format("synth --type '{}' is not supported (f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, "
+                            "q4_k, q5_k, q6_k)",
                             o.type));
-  }
-
+  const uint32_t file_type = synth_file_type(*dtype);
   GgufWriter w;
   add_metadata(w, p, file_type);
   add_vocab(w, p);
   uint64_t seed = o.seed;
   for (const TensorSpec& spec : tensor_table(p)) {
-    // Norms and other 1-D tensors stay f32, as converted models keep them.
-    const DType type = spec.ne.size() == 1 ? DType::F32 : *dtype;
-    uint64_t n = 1;
-    for (int64_t d : spec.ne) n *= static_cast<uint64_t>(d);
-    const uint64_t n_bytes = n * traits(type).type_size;
-    const float scale = std::sqrt(3.0f / static_cast<float>(spec.ne[0]));  // uniform(-a, a): std = a/sqrt(3)
+    // Norms and other 1-D tensors stay f32, as converted models keep them; a
+    // row that does not fit the type's block falls back to f16.
+    DType type = spec.ne.size() == 1 ? DType::F32 : *dtype;
+    if (spec.ne[0] % static_cast<int64_t>(traits(type).block_size) != 0) type = DType::F16;
+    const int64_t cols = spec.ne[0];
+    int64_t rows = 1;
+    for (size_t i = 1; i < spec.ne.size(); ++i) rows *= spec.ne[i];
+    const auto row_size = static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)));
+    const float scale = std::sqrt(3.0f / static_cast<float>(cols));  // uniform(-a, a): std = a/sqrt(3)
     const uint64_t tensor_seed = seed++;
     const Fill fill = spec.fill;
-    w.add_tensor(spec.name, type, spec.ne, n_bytes, [=](uint8_t* dst) {
-      Rng rng(tensor_seed);
-      for (uint64_t i = 0; i < n; ++i) {
-        const float x = fill == Fill::kOnes ? 1.0f : rng.uniform() * scale;
-        if (type == DType::F32) {
-          std::memcpy(dst + 4 * i, &x, 4);
-        } else {
-          const uint16_t h = type == DType::F16 ? f32_to_f16(x) : f32_to_bf16(x);
-          std::memcpy(dst + 2 * i, &h, 2);
-        }
-      }
+    w.add_tensor(spec.name, type, spec.ne, row_size * static_cast<uint64_t>(rows), [=](uint8_t* dst) {
+      // Rows are independent (one generator per row), so the threads split them.
+      parallel_for(rows, static_cast<int>(std::max(1u, std::thread::hardware_concurrency())),
+                   [&](int64_t r0, int64_t r1) {
+                     std::vector<float> row(static_cast<size_t>(cols));
+                     for (int64_t r = r0; r < r1; ++r) {
+                       Rng rng(tensor_seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(r));
+                       for (float& x : row) x = fill == Fill::kOnes ? 1.0f : rng.uniform() * scale;
+                       kernels::quantize_row(type, row.data(), dst + static_cast<size_t>(r) * row_size, cols);
+                     }
+                   });
     });
   }
   w.write(o.out);
@@ -341,7 +357,7 @@ Command add_synth(CLI::App& app) {
   auto opts = std::make_shared<SynthOptions>();
   CLI::App* sub = app.add_subcommand("synth", "Write a random-weight model with a real model's shapes (for tests and benchmarks)");
   sub->add_option("--preset", opts->preset, "Preset name (a JSON file in models/presets)");
-  sub->add_option("--type", opts->type, "Weight type of 2-D tensors: f32, f16, bf16")->capture_default_str();
+  sub->add_option("--type", opts->type, "Weight type of 2-D tensors: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k")->capture_default_str();
   sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
   sub->add_option("--presets-dir", opts->presets_dir, "Read presets from this directory");
   sub->add_flag("--list", opts->list, "List the available presets");

@@ -17,5 +17,6 @@ Command add_info(CLI::App& app);
 Command add_synth(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_logits(CLI::App& app);
+Command add_bench(CLI::App& app);
 
 }  // namespace slm::cli

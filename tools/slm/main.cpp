@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   add(slm::cli::add_synth);
   add(slm::cli::add_tokenize);
   add(slm::cli::add_logits);
+  add(slm::cli::add_bench);
 
   try {
     app.parse(argc, argv);
