@@ -7,7 +7,7 @@
 #include "gguf/gguf_reader.h"
 #include "slm/error.h"
 
-namespace slm {
+namespace slm::text {
 namespace {
 
 struct FormatName {
@@ -188,4 +188,4 @@ std::vector<TokenId> ChatTemplate::stop_tokens(const Tokenizer& tokenizer) const
   return ids;
 }
 
-}  // namespace slm
+}  // namespace slm::text

@@ -19,11 +19,12 @@
 
 #include "tokenizer/tokenizer.h"
 
-namespace slm {
-
-namespace gguf {
+namespace slm::gguf {
 class GgufFile;
-}
+}  // namespace slm::gguf
+
+// Internal text layer; the public API wraps it (include/slm/tokenizer.h).
+namespace slm::text {
 
 struct ChatMessage {
   std::string role;  // "system", "user" or "assistant"
@@ -72,4 +73,4 @@ class ChatTemplate {
   ChatFormat format_;
 };
 
-}  // namespace slm
+}  // namespace slm::text

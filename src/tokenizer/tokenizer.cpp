@@ -9,7 +9,7 @@
 #include "gguf/gguf_reader.h"
 #include "slm/error.h"
 
-namespace slm {
+namespace slm::text {
 namespace {
 
 constexpr std::string_view kSpaceMarker = "\xE2\x96\x81";  // U+2581 "▁"
@@ -367,4 +367,4 @@ std::string StreamingDetokenizer::push(TokenId id) {
   return text;
 }
 
-}  // namespace slm
+}  // namespace slm::text

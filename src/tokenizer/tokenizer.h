@@ -22,11 +22,12 @@
 
 #include "tokenizer/utf8.h"
 
-namespace slm {
-
-namespace gguf {
+namespace slm::gguf {
 class GgufFile;
-}
+}  // namespace slm::gguf
+
+// Internal text layer; the public API wraps it (include/slm/tokenizer.h).
+namespace slm::text {
 
 using TokenId = int32_t;
 
@@ -134,4 +135,4 @@ class StreamingDetokenizer {
   bool first_ = true;
 };
 
-}  // namespace slm
+}  // namespace slm::text

@@ -1,6 +1,6 @@
 #include "tokenizer/utf8.h"
 
-namespace slm {
+namespace slm::text {
 namespace {
 constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
 bool is_continuation(uint8_t b) { return (b & 0xC0) == 0x80; }
@@ -72,4 +72,4 @@ std::string Utf8Assembler::flush() {
   return out;
 }
 
-}  // namespace slm
+}  // namespace slm::text

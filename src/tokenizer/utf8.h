@@ -6,7 +6,7 @@
 #include <string>
 #include <string_view>
 
-namespace slm {
+namespace slm::text {
 
 // Length of the complete, valid UTF-8 sequence at the start of `s`:
 // > 0  a valid sequence of that many bytes;
@@ -32,4 +32,4 @@ class Utf8Assembler {
   std::string pending_;
 };
 
-}  // namespace slm
+}  // namespace slm::text

@@ -12,14 +12,14 @@
 
 namespace {
 
-const slm::Tokenizer& phi3_tokenizer() {
+const slm::text::Tokenizer& phi3_tokenizer() {
   static std::unique_ptr<slm::gguf::GgufFile> file;
-  static std::unique_ptr<slm::Tokenizer> tok;
+  static std::unique_ptr<slm::text::Tokenizer> tok;
   if (!tok) {
     const char* env = std::getenv("SLM_TESTDATA");
     const std::string dir = env != nullptr ? env : SLM_TESTDATA_DEFAULT;
     file = std::make_unique<slm::gguf::GgufFile>(dir + "/tokenizer/ggml-vocab-phi-3.gguf");
-    tok = std::make_unique<slm::Tokenizer>(*file);
+    tok = std::make_unique<slm::text::Tokenizer>(*file);
   }
   return *tok;
 }
@@ -41,7 +41,7 @@ std::string mixed_text(size_t bytes) {
 }
 
 void BM_Encode(benchmark::State& state) {
-  const slm::Tokenizer& tok = phi3_tokenizer();
+  const slm::text::Tokenizer& tok = phi3_tokenizer();
   const std::string text = mixed_text(static_cast<size_t>(state.range(0)));
   size_t n_tokens = 0;
   for (auto _ : state) {
@@ -55,7 +55,7 @@ void BM_Encode(benchmark::State& state) {
 BENCHMARK(BM_Encode)->Arg(1 << 20)->Arg(10 << 20)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 void BM_Decode(benchmark::State& state) {
-  const slm::Tokenizer& tok = phi3_tokenizer();
+  const slm::text::Tokenizer& tok = phi3_tokenizer();
   const auto ids = tok.encode(mixed_text(1 << 20), false, true);
   for (auto _ : state) {
     const std::string text = tok.decode(ids);

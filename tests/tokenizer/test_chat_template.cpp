@@ -11,6 +11,7 @@
 #include "tokenizer/chat_template.h"
 
 namespace slm {
+using namespace slm::text;  // the internal text layer under test
 namespace {
 
 using nlohmann::json;

@@ -15,6 +15,7 @@
 #include "tokenizer/tokenizer.h"
 
 namespace slm {
+using namespace slm::text;  // the internal text layer under test
 namespace {
 
 using nlohmann::json;

@@ -3,6 +3,7 @@
 #include "tokenizer/utf8.h"
 
 namespace slm {
+using namespace slm::text;  // the internal text layer under test
 namespace {
 
 TEST(Utf8, ValidPrefix) {

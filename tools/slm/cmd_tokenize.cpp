@@ -15,6 +15,8 @@
 #include "tokenizer/tokenizer.h"
 
 namespace slm::cli {
+using text::Tokenizer;
+using text::TokenId;
 namespace {
 
 struct TokenizeOptions {
