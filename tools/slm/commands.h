@@ -18,5 +18,7 @@ Command add_synth(CLI::App& app);
 Command add_tokenize(CLI::App& app);
 Command add_logits(CLI::App& app);
 Command add_bench(CLI::App& app);
+Command add_run(CLI::App& app);
+Command add_chat(CLI::App& app);
 
 }  // namespace slm::cli

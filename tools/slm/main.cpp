@@ -37,6 +37,8 @@ int main(int argc, char** argv) {
   add(slm::cli::add_tokenize);
   add(slm::cli::add_logits);
   add(slm::cli::add_bench);
+  add(slm::cli::add_run);
+  add(slm::cli::add_chat);
 
   try {
     app.parse(argc, argv);

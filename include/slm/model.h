@@ -1,0 +1,61 @@
+// slm::Model — a GGUF model file, loaded.
+//
+// Ownership: Model::load returns a shared_ptr; Sessions keep the model alive.
+// The weights stay memory-mapped (RSS grows as pages are first read).
+// Thread-safety: a Model is immutable after load and may be shared by any
+// number of Sessions on any threads. Errors: slm::Error naming the file and
+// what is wrong (unknown architecture, missing or mis-shaped tensor,
+// unsupported tensor type, malformed file).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "slm/chat.h"
+#include "slm/tokenizer.h"
+
+namespace slm {
+
+struct ModelParams {
+  // When set, load() reads every weight page once (so the first answer is
+  // not slowed by page faults) and reports progress in [0, 1] as it goes.
+  std::function<void(float fraction)> on_progress;
+};
+
+struct ModelInfo {
+  std::string path;
+  std::string architecture;  // "phi3", "gemma", "gemma2", "llama"
+  std::string name;          // general.name
+  std::string file_type;     // "MOSTLY_Q4_0", ...
+  uint64_t file_bytes = 0;
+  uint64_t n_params = 0;
+  int64_t n_vocab = 0;
+  int64_t n_ctx_train = 0;
+  int64_t n_embd = 0;
+  int64_t n_layer = 0;
+  int64_t n_head = 0;
+  int64_t n_head_kv = 0;
+};
+
+class Model {
+ public:
+  static std::shared_ptr<const Model> load(const std::string& path, const ModelParams& params = {});
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelInfo& info() const;
+  const Tokenizer& tokenizer() const;
+  const ChatTemplate& chat_template() const;
+
+  struct Impl;
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace slm

@@ -1,0 +1,58 @@
+// slm::Session — one conversation with a model: its KV cache and position.
+//
+// Ownership: holds a shared_ptr to its Model. Thread-safety: one thread at a
+// time per Session; different Sessions (even on the same Model) run on
+// different threads independently and give the same results as run one
+// after the other. Errors: slm::Error — a prompt that does not fit the
+// context (nothing is evaluated then), a token id out of range.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "slm/model.h"
+
+namespace slm {
+
+enum class KvType { f16, f32 };
+
+struct SessionParams {
+  int64_t n_ctx = 0;      // positions (tokens) the session holds; 0 = min(model's training context, 4096)
+  int64_t n_batch = 512;  // prompt tokens per forward pass
+  int n_threads = 0;      // 0 = every core
+  KvType kv_type = KvType::f16;
+};
+
+class Session {
+ public:
+  explicit Session(std::shared_ptr<const Model> model, const SessionParams& params = {});
+  ~Session();
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+
+  // Appends tokens (batched prefill) and returns the logits after the last
+  // one: n_vocab floats, valid until the next call on this session.
+  const std::vector<float>& evaluate(const std::vector<TokenId>& tokens);
+  // Same, returning every position's logits (tokens.size() rows of n_vocab).
+  std::vector<float> evaluate_all(const std::vector<TokenId>& tokens);
+  // One token through the single-token decode path.
+  const std::vector<float>& decode(TokenId token);
+
+  int64_t n_past() const;   // tokens in the cache
+  int64_t n_ctx() const;
+  int64_t n_free() const { return n_ctx() - n_past(); }
+  const std::vector<TokenId>& tokens() const;  // what the cache holds, in order
+  // Keeps the first n tokens and forgets the rest (edits, retries).
+  void rewind(int64_t n);
+  void reset() { rewind(0); }
+
+  const Model& model() const;
+  const SessionParams& params() const;  // with defaults resolved
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace slm

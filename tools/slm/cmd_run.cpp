@@ -1,0 +1,271 @@
+// slm run: one-shot completion, streamed to stdout.
+// slm chat: interactive conversation in the terminal.
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "core/log.h"
+#include "slm/slm.h"
+
+namespace slm::cli {
+namespace {
+
+// Flags shared by run and chat.
+struct GenOptions {
+  std::string model;
+  int64_t n_predict = -1;  // -1: until end of turn / context
+  float temp = 0.8f;
+  int top_k = 40;
+  float top_p = 0.95f;
+  float min_p = 0.05f;
+  float repeat_penalty = 1.0f;
+  int repeat_last_n = 64;
+  int64_t seed = -1;
+  int threads = 0;
+  int64_t ctx = 0;
+  int64_t batch = 512;
+};
+
+void add_gen_options(CLI::App* sub, GenOptions& o) {
+  sub->add_option("-m,--model", o.model, "GGUF model file")->required();
+  sub->add_option("-n,--n-predict", o.n_predict, "Most tokens to generate (-1 = until the end of the answer)")
+      ->capture_default_str();
+  sub->add_option("--temp", o.temp, "Temperature (0 = greedy)")->capture_default_str()->check(CLI::Range(0.0f, 100.0f));
+  sub->add_option("--top-k", o.top_k, "Keep the k most likely tokens (0 = off)")->capture_default_str()
+      ->check(CLI::Range(0, 1 << 30));
+  sub->add_option("--top-p", o.top_p, "Nucleus sampling threshold (1 = off)")->capture_default_str()
+      ->check(CLI::Range(0.0f, 1.0f));
+  sub->add_option("--min-p", o.min_p, "Drop tokens below min-p x the top probability (0 = off)")->capture_default_str()
+      ->check(CLI::Range(0.0f, 1.0f));
+  sub->add_option("--repeat-penalty", o.repeat_penalty, "Penalty for recently seen tokens (1 = off)")
+      ->capture_default_str()->check(CLI::Range(0.01f, 100.0f));
+  sub->add_option("--repeat-last-n", o.repeat_last_n, "How many recent tokens the penalty looks at")
+      ->capture_default_str()->check(CLI::Range(0, 1 << 20));
+  sub->add_option("--seed", o.seed, "Random seed (-1 = random)")->capture_default_str();
+  sub->add_option("-t,--threads", o.threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
+  sub->add_option("-c,--ctx", o.ctx, "Context length in tokens (0 = the model's, at most 4096)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  sub->add_option("-b,--batch", o.batch, "Prompt tokens per batch")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+}
+
+SamplerParams sampler_params(const GenOptions& o) {
+  SamplerParams p;
+  p.temperature = o.temp;
+  p.top_k = o.top_k;
+  p.top_p = o.top_p;
+  p.min_p = o.min_p;
+  p.repeat_penalty = o.repeat_penalty;
+  p.penalty_last_n = o.repeat_last_n;
+  if (o.seed >= 0) p.seed = static_cast<uint64_t>(o.seed);
+  return p;
+}
+
+// Loads a model; on a terminal, files over 256 MiB show a progress line.
+std::shared_ptr<const Model> load_model(const std::string& path) {
+  ModelParams mp;
+  std::ifstream probe(path, std::ios::binary | std::ios::ate);
+  const bool big = probe && probe.tellg() > (std::streamoff{256} << 20);
+  if (big && isatty(STDERR_FILENO)) {
+    mp.on_progress = [](float f) {
+      fmt::print(stderr, "\rloading {:3.0f}%", 100.0f * f);
+      if (f >= 1.0f) fmt::print(stderr, "\r            \r");
+      std::fflush(stderr);
+    };
+  }
+  return Model::load(path, mp);
+}
+
+// Ctrl-C: the first press stops the current answer; handled by polling.
+std::atomic<bool> g_interrupted{false};
+
+extern "C" void on_sigint(int) { g_interrupted.store(true); }
+
+void install_sigint() {
+  struct sigaction sa = {};
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a blocked read returns EINTR, so Ctrl-C at the prompt is seen
+  sigaction(SIGINT, &sa, nullptr);
+}
+
+void print_stats(const GenerateResult& r) {
+  const int64_t evaluated = r.n_prompt - r.n_reused;
+  fmt::print(stderr, "\nprompt: {} tokens ({} reused) in {:.2f} s, {:.1f} tok/s\n", r.n_prompt, r.n_reused,
+             r.prompt_seconds, r.prompt_seconds > 0 ? static_cast<double>(evaluated) / r.prompt_seconds : 0.0);
+  fmt::print(stderr, "generation: {} tokens in {:.2f} s, {:.1f} tok/s\n", r.n_generated, r.generate_seconds,
+             r.generate_seconds > 0 ? static_cast<double>(r.n_generated) / r.generate_seconds : 0.0);
+}
+
+// ---------------------------------------------------------------------------
+// run
+
+struct RunOptions : GenOptions {
+  std::string prompt;
+  std::string file;
+  bool chat = false;
+  bool stats = false;
+};
+
+int run_run(const RunOptions& o, bool verbose) {
+  std::string prompt = o.prompt;
+  if (!o.file.empty()) {
+    std::ifstream in(o.file, std::ios::binary);
+    if (!in) throw Error(fmt::format("{}: cannot open the prompt file", o.file));
+    prompt.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  } else if (prompt == "-") {
+    prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  }
+  if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -p - for stdin, or -f FILE)");
+  const auto model = load_model(o.model);
+  SessionParams sp;
+  sp.n_ctx = o.ctx;
+  sp.n_threads = o.threads;
+  sp.n_batch = o.batch;
+  Session session(model, sp);
+  GenerateParams gp;
+  gp.sampling = sampler_params(o);
+  gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
+  install_sigint();
+  auto stream = [](std::string_view piece) {
+    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    std::fflush(stdout);
+    return !g_interrupted.load();
+  };
+  const GenerateResult r = o.chat ? generate(session, std::vector<ChatMessage>{{"user", prompt}}, gp, stream)
+                                  : generate(session, prompt, gp, stream);
+  std::fputc('\n', stdout);
+  std::fflush(stdout);
+  if (o.stats || verbose) print_stats(r);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// chat
+
+struct ChatOptions : GenOptions {
+  std::string system;
+  bool stats = false;
+};
+
+const char* kChatHelp =
+    "commands: /reset (forget the conversation), /exit (or Ctrl-D), /help\n"
+    "Ctrl-C stops an answer; at an empty prompt it exits.\n";
+
+int run_chat(const ChatOptions& o, bool verbose) {
+  const auto model = load_model(o.model);
+  SessionParams sp;
+  sp.n_ctx = o.ctx;
+  sp.n_threads = o.threads;
+  sp.n_batch = o.batch;
+  Session session(model, sp);
+  GenerateParams gp;
+  gp.sampling = sampler_params(o);
+  install_sigint();
+  fmt::print(stderr, "slm chat: {} ({}, {} template, context {}). /help for commands.\n", model->info().name.empty()
+                                                                                              ? model->info().path
+                                                                                              : model->info().name,
+             model->info().architecture, model->chat_template().name(), session.n_ctx());
+  std::vector<ChatMessage> history;
+  if (!o.system.empty()) history.push_back({"system", o.system});
+  const size_t kept = history.size();  // the system prompt is never dropped
+  // Room kept free for an answer when old turns must go.
+  const int64_t answer_room = std::min<int64_t>(o.n_predict > 0 ? o.n_predict : 512, session.n_ctx() / 2);
+
+  std::string line;
+  while (true) {
+    fmt::print("> ");
+    std::fflush(stdout);
+    g_interrupted.store(false);
+    if (!std::getline(std::cin, line)) {  // EOF (Ctrl-D), or Ctrl-C interrupting the read
+      fmt::print("\n");
+      break;
+    }
+    if (line.empty()) continue;
+    if (line == "/exit" || line == "/quit") break;
+    if (line == "/help") {
+      fmt::print("{}", kChatHelp);
+      continue;
+    }
+    if (line == "/reset") {
+      history.resize(kept);
+      session.reset();
+      fmt::print("(conversation cleared)\n");
+      continue;
+    }
+    if (line[0] == '/') {
+      fmt::print("unknown command {}; {}", line, kChatHelp);
+      continue;
+    }
+    history.push_back({"user", line});
+    // Drop the oldest turns (never the system prompt) until the prompt and
+    // room for an answer fit.
+    bool dropped = false, too_long = false;
+    for (;;) {
+      const auto n = static_cast<int64_t>(model->chat_template().tokenize(model->chat_template().render(history)).size());
+      if (n + answer_room <= session.n_ctx()) break;
+      if (history.size() <= kept + 1) {  // nothing left to drop but the new message
+        too_long = n >= session.n_ctx();
+        break;
+      }
+      // The oldest user message and the answer after it.
+      history.erase(history.begin() + static_cast<std::ptrdiff_t>(kept));
+      if (history.size() > kept + 1 && history[kept].role == "assistant")
+        history.erase(history.begin() + static_cast<std::ptrdiff_t>(kept));
+      dropped = true;
+    }
+    if (too_long) {
+      fmt::print("(that message is too long for the context of {} tokens; it was not sent)\n", session.n_ctx());
+      history.pop_back();
+      continue;
+    }
+    if (dropped) fmt::print("(context full: dropped the oldest turns to make room)\n");
+    gp.max_tokens = o.n_predict > 0 ? o.n_predict : session.n_ctx();
+    g_interrupted.store(false);
+    const GenerateResult r = generate(session, history, gp, [](std::string_view piece) {
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return !g_interrupted.load();
+    });
+    fmt::print("\n");
+    if (r.stop == StopReason::callback) fmt::print("(stopped)\n");
+    if (r.stop == StopReason::context_full) fmt::print("(context full: the answer was cut short)\n");
+    history.push_back({"assistant", r.text});
+    if (o.stats || verbose) print_stats(r);
+  }
+  return 0;
+}
+
+}  // namespace
+
+Command add_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* sub = app.add_subcommand("run", "Complete a prompt, streaming the answer to stdout");
+  add_gen_options(sub, *o);
+  sub->add_option("-p,--prompt", o->prompt, "Prompt text (- reads stdin)");
+  sub->add_option("-f,--file", o->file, "Read the prompt from a file")->check(CLI::ExistingFile);
+  sub->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template (as one user message)");
+  sub->add_flag("--stats", o->stats, "Print prompt and generation speed to stderr");
+  return [o] { return run_run(*o, logger().should_log(spdlog::level::debug)); };
+}
+
+Command add_chat(CLI::App& app) {
+  auto o = std::make_shared<ChatOptions>();
+  CLI::App* sub = app.add_subcommand("chat", "Chat with a model in the terminal");
+  add_gen_options(sub, *o);
+  sub->add_option("--system", o->system, "System prompt");
+  sub->add_flag("--stats", o->stats, "Print speed after each answer");
+  return [o] { return run_chat(*o, logger().should_log(spdlog::level::debug)); };
+}
+
+}  // namespace slm::cli
