@@ -1,0 +1,191 @@
+// The public API as a library user sees it (only <slm/slm.h>).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "slm/slm.h"
+#include "support/testdata.h"
+
+namespace slm {
+namespace {
+
+std::string vocab_model() { return test::testdata_dir() + "/models/phi3-tiny-vocab-q8_0.gguf"; }
+
+nlohmann::json text_reference() {
+  std::ifstream in(test::testdata_dir() + "/reference/phi3-tiny-vocab-q8_0.text.json");
+  return nlohmann::json::parse(in);
+}
+
+TEST(Api, ModelInfoTokenizerAndTemplate) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  const ModelInfo& info = model->info();
+  EXPECT_EQ(info.architecture, "phi3");
+  EXPECT_EQ(info.n_vocab, 32064);
+  EXPECT_EQ(info.n_layer, 2);
+  EXPECT_EQ(info.file_type, "MOSTLY_Q8_0");
+  EXPECT_GT(info.n_params, 0u);
+  const Tokenizer& tok = model->tokenizer();
+  const auto ref = text_reference();
+  for (const auto& p : ref.at("prompts")) {
+    EXPECT_EQ(tok.encode(p.at("text").get<std::string>()), p.at("tokens").get<std::vector<TokenId>>());
+  }
+  EXPECT_EQ(tok.decode(tok.encode("Hello world")), "Hello world");
+  EXPECT_EQ(tok.bos(), 1);
+  EXPECT_EQ(tok.eos(), 32000);
+  const ChatTemplate& tpl = model->chat_template();
+  EXPECT_EQ(tpl.name(), "phi3");
+  const std::string rendered = tpl.render({{"user", "What is the capital of France?"}});
+  EXPECT_EQ(tpl.tokenize(rendered), ref.at("prompts")[1].at("tokens").get<std::vector<TokenId>>());
+  const auto stops = tpl.stop_tokens();
+  EXPECT_NE(std::find(stops.begin(), stops.end(), 32007), stops.end());  // <|end|>
+  EXPECT_THROW(tok.piece(40000), Error);
+}
+
+TEST(Api, LoadErrorsAndProgress) {
+  SLM_REQUIRE_TESTDATA();
+  EXPECT_THROW(Model::load("/nonexistent/model.gguf"), Error);
+  EXPECT_THROW(Model::load(test::testdata_dir() + "/tokenizer/ggml-vocab-phi-3.gguf"), Error);  // no weights
+  std::vector<float> seen;
+  ModelParams mp;
+  mp.on_progress = [&](float f) { seen.push_back(f); };
+  Model::load(vocab_model(), mp);
+  ASSERT_GE(seen.size(), 2u);
+  EXPECT_EQ(seen.front(), 0.0f);
+  EXPECT_EQ(seen.back(), 1.0f);
+  EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+}
+
+TEST(Api, SessionEvaluateDecodeRewindReset) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  SessionParams sp;
+  sp.n_ctx = 64;
+  Session s(model, sp);
+  EXPECT_EQ(s.n_ctx(), 64);
+  const auto prompt = model->tokenizer().encode("Hello world, this is a test");
+  const std::vector<float> first = s.evaluate(prompt);
+  EXPECT_EQ(s.n_past(), static_cast<int64_t>(prompt.size()));
+  EXPECT_EQ(s.tokens(), prompt);
+  const std::vector<float> next = s.decode(42);
+  EXPECT_EQ(s.n_past(), static_cast<int64_t>(prompt.size()) + 1);
+  s.rewind(static_cast<int64_t>(prompt.size()));
+  EXPECT_EQ(s.decode(42), next);  // same position, same input: same logits
+  s.reset();
+  EXPECT_EQ(s.n_past(), 0);
+  EXPECT_EQ(s.evaluate(prompt), first);
+  const auto all = s.evaluate_all({5, 6});
+  EXPECT_EQ(all.size(), 2u * 32064u);
+  // Too long: an error, and nothing changes.
+  const int64_t before = s.n_past();
+  EXPECT_THROW(s.evaluate(std::vector<TokenId>(60, 5)), Error);
+  EXPECT_EQ(s.n_past(), before);
+  EXPECT_THROW(s.decode(-1), Error);
+}
+
+// The reference greedy continuations through the one-call API.
+TEST(Api, GenerateGreedyReproducesTheReference) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  const auto ref = text_reference();
+  for (const auto& p : ref.at("prompts")) {
+    Session s(model, {});
+    GenerateParams gp;
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 16;
+    std::string streamed;
+    const auto r = generate(s, p.at("text").get<std::string>(), gp, [&](std::string_view piece) {
+      streamed += piece;
+      return true;
+    });
+    const auto want = p.at("greedy_engine").get<std::vector<TokenId>>();
+    EXPECT_EQ(r.text, model->tokenizer().decode(want)) << p.at("text");
+    EXPECT_EQ(streamed, r.text);
+    EXPECT_EQ(r.n_generated, 16);
+    EXPECT_EQ(r.stop, StopReason::max_tokens);
+    // The session now holds prompt + answer.
+    std::vector<TokenId> held = p.at("tokens").get<std::vector<TokenId>>();
+    held.insert(held.end(), want.begin(), want.end());
+    EXPECT_EQ(s.tokens(), held);
+  }
+}
+
+TEST(Api, ChatReusesThePrefixAndStopsWhereAsked) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  Session s(model, {});
+  GenerateParams gp;
+  gp.sampling.seed = 5;
+  gp.max_tokens = 12;
+  std::vector<ChatMessage> conv = {{"system", "Be brief."}, {"user", "Hi"}};
+  auto r1 = generate(s, conv, gp);
+  EXPECT_EQ(r1.n_reused, 0);
+  conv.push_back({"assistant", r1.text});
+  conv.push_back({"user", "And then?"});
+  auto r2 = generate(s, conv, gp);
+  // The whole first turn is reused, except what re-tokenizes differently.
+  EXPECT_GT(r2.n_reused, r1.n_prompt);
+  // A callback returning false stops after that piece.
+  int calls = 0;
+  Session s2(model, {});
+  auto r3 = generate(s2, std::string("Once upon a time"), gp, [&](std::string_view) { return ++calls < 3; });
+  EXPECT_EQ(r3.stop, StopReason::callback);
+  EXPECT_EQ(calls, 3);
+  // A stop text ends the answer before it.
+  Session s3(model, {});
+  GenerateParams greedy;
+  greedy.sampling.temperature = 0;
+  greedy.max_tokens = 16;
+  const auto full = generate(s3, std::string("Hello world, this is a test"), greedy).text;
+  ASSERT_GT(full.size(), 10u);
+  greedy.stop = {full.substr(5, 4)};
+  Session s4(model, {});
+  const auto cut = generate(s4, std::string("Hello world, this is a test"), greedy);
+  EXPECT_EQ(cut.stop, StopReason::stop_text);
+  EXPECT_EQ(cut.text, full.substr(0, full.find(greedy.stop[0])));
+}
+
+// Two sessions on one model in two threads = one after the other.
+TEST(Api, TwoSessionsInTwoThreadsMatchSequentialRuns) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  GenerateParams gp;
+  gp.sampling.seed = 99;
+  gp.max_tokens = 24;
+  auto one = [&](const std::string& prompt) {
+    SessionParams sp;
+    sp.n_threads = 1;
+    Session s(model, sp);
+    return generate(s, prompt, gp).text;
+  };
+  const std::string a_seq = one("The weather today"), b_seq = one("In a distant galaxy");
+  std::string a_par, b_par;
+  std::thread ta([&] { a_par = one("The weather today"); });
+  std::thread tb([&] { b_par = one("In a distant galaxy"); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(a_par, a_seq);
+  EXPECT_EQ(b_par, b_seq);
+  EXPECT_NE(a_seq, b_seq);
+}
+
+TEST(Api, SeededSamplingIsIndependentOfThreadCount) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  GenerateParams gp;
+  gp.sampling.seed = 3;
+  gp.max_tokens = 20;
+  std::string texts[2];
+  for (int t : {1, 2}) {
+    SessionParams sp;
+    sp.n_threads = t;
+    Session s(model, sp);
+    texts[t - 1] = generate(s, std::string("A story:"), gp).text;
+  }
+  EXPECT_EQ(texts[0], texts[1]);
+}
+
+}  // namespace
+}  // namespace slm
