@@ -39,6 +39,8 @@ int main(int argc, char** argv) {
   add(slm::cli::add_bench);
   add(slm::cli::add_run);
   add(slm::cli::add_chat);
+  add(slm::cli::add_quantize);
+  add(slm::cli::add_perplexity);
 
   try {
     app.parse(argc, argv);
