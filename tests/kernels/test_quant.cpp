@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <functional>
 #include <map>
 
@@ -322,6 +323,9 @@ TEST(KernelFormats, BadLengthsAndTypesAreErrors) {
 TEST(KernelDispatch, NamesPathsAndRefusesWhatTheCpuLacks) {
   const auto isas = available_isas();
   ASSERT_FALSE(isas.empty());
+  std::string names;
+  for (Isa isa : isas) names += " " + std::string(isa_name(isa));
+  std::printf("kernel paths on this CPU:%s\n", names.c_str());  // shows in CI logs what was tested
   EXPECT_EQ(isas.front(), Isa::ref);
   EXPECT_EQ(best_isa(), isas.back());
   for (Isa isa : isas) {

@@ -1,0 +1,30 @@
+// 4 x f32 in a NEON register: the vector type simd_ops.inc is written
+// against on aarch64. Include <arm_neon.h> and <cstdint> first, then this
+// header inside the translation unit's anonymous namespace.
+
+struct VecNeon {
+  using T = float32x4_t;
+  static constexpr int N = 4;
+  static T load(const float* p) { return vld1q_f32(p); }
+  static void store(float* p, T v) { vst1q_f32(p, v); }
+  static T load_f16(const uint16_t* p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p))); }
+  // Round to nearest even (FPCR default), like the scalar f32_to_f16.
+  static void store_f16(uint16_t* p, T v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
+  static T load_bf16(const uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+  static T set1(float v) { return vdupq_n_f32(v); }
+  static T zero() { return vdupq_n_f32(0.0f); }
+  static T add(T a, T b) { return vaddq_f32(a, b); }
+  static T sub(T a, T b) { return vsubq_f32(a, b); }
+  static T mul(T a, T b) { return vmulq_f32(a, b); }
+  static T div(T a, T b) { return vdivq_f32(a, b); }
+  static T fma(T a, T b, T c) { return vfmaq_f32(c, a, b); }  // a * b + c
+  static T max(T a, T b) { return vmaxq_f32(a, b); }
+  static T min(T a, T b) { return vminq_f32(a, b); }
+  static T round(T a) { return vrndnq_f32(a); }
+  static T pow2n(T n) {
+    const int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
+    return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
+  }
+  static float reduce_add(T v) { return vaddvq_f32(v); }
+  static float reduce_max(T v) { return vmaxvq_f32(v); }
+};
