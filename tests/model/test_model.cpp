@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -292,6 +293,58 @@ TEST(ModelLoad, ErrorsNameWhatIsWrong) {
                               }
                             }),
                     "type IQ4_NL");
+}
+
+}  // namespace
+}  // namespace slm::model
+
+namespace slm::model {
+namespace {
+
+// LongRoPE (phi3 128k): the long factors apply only when the session's
+// context exceeds rope.scaling.original_context_length; attn_factor scales
+// both rotated components. Built by adding factor tensors to phi3-tiny.
+TEST(ModelLongRope, FactorsFollowTheContextRule) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string src = test::testdata_dir() + "/models/phi3-tiny.gguf";
+  const int n_half = 16;  // rope.dimension_count 32
+  auto with_factors = [&](float short_f, float long_f, float attn, const std::string& name) {
+    return rewrite(src, name, [&](const gguf::GgufFile& in, gguf::GgufWriter& w) {
+      w.set("phi3.rope.scaling.original_context_length", gguf::Value::scalar<uint32_t>(64));
+      w.set("phi3.rope.scaling.attn_factor", gguf::Value::scalar<float>(attn));
+      add_all_tensors(in, w);
+      std::vector<float> s(n_half, short_f), l(n_half, long_f);
+      std::vector<uint8_t> sb(n_half * 4), lb(n_half * 4);
+      std::memcpy(sb.data(), s.data(), sb.size());
+      std::memcpy(lb.data(), l.data(), lb.size());
+      w.add_tensor("rope_factors_short.weight", DType::F32, {n_half}, sb);
+      w.add_tensor("rope_factors_long.weight", DType::F32, {n_half}, lb);
+    });
+  };
+  const std::vector<int32_t> tokens = {4, 90, 17, 300, 22, 5, 61, 7, 200, 11};
+  auto logits = [&](const std::string& path, int64_t n_ctx) {
+    const auto m = Model::load(path);
+    ContextParams p;
+    p.n_ctx = n_ctx;
+    Context ctx(*m, p);
+    std::vector<float> out;
+    ctx.evaluate(tokens.data(), static_cast<int64_t>(tokens.size()), true, out);
+    return out;
+  };
+  const auto plain = logits(src, 32);
+  // Neutral short factors and attn_factor 1: identical to no LongRoPE at a
+  // context within the original one...
+  const std::string neutral = with_factors(1.0f, 4.0f, 1.0f, "rope_neutral.gguf");
+  EXPECT_EQ(logits(neutral, 32), plain);
+  // ...while past it the long factors (4) change the rotation.
+  EXPECT_GT(rel_rms(logits(neutral, 128), plain), 1e-3);
+  // Long factors equal to the short ones: the context no longer matters.
+  const std::string same = with_factors(2.0f, 2.0f, 1.0f, "rope_same.gguf");
+  EXPECT_EQ(logits(same, 128), logits(same, 32));
+  EXPECT_GT(rel_rms(logits(same, 32), plain), 1e-3);
+  // attn_factor scales q and k: different logits from the same factors.
+  const std::string scaled = with_factors(1.0f, 1.0f, 1.2f, "rope_scaled.gguf");
+  EXPECT_GT(rel_rms(logits(scaled, 32), plain), 1e-3);
 }
 
 }  // namespace
