@@ -77,6 +77,15 @@ void Forward::norm(const float* in, const Weight& w, float* out) {
 
 void Forward::add_residual(const float* o) { k_.add(x_.data(), o, n_tokens_ * hp_.n_embd); }
 
+void Forward::pre_norm_block(int layer, Activation act) {
+  norm(x(), model_.layer(layer, Slot::attn_norm), xn());
+  attention(layer, xn(), o());
+  add_residual(o());
+  norm(x(), model_.layer(layer, Slot::ffn_norm), xn());
+  gated_mlp(layer, xn(), o(), act);
+  add_residual(o());
+}
+
 void Forward::begin(const int32_t* tokens, int64_t n, int64_t pos0) {
   n_tokens_ = n;
   pos0_ = pos0;

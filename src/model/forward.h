@@ -67,6 +67,9 @@ class Forward {
   void gated_mlp(int layer, const float* in, float* out, Activation act);
   // x += o.
   void add_residual(const float* o);
+  // The pre-norm block most architectures use:
+  //   x += attention(norm(x)); x += mlp(norm(x)).
+  void pre_norm_block(int layer, Activation act);
 
   // y = W x for the batch (rows of in are `in_dim` long).
   void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "core/cpu_features.h"
 #include "cpu/kernels.h"
@@ -201,26 +202,6 @@ int run_bench(BenchOptions o) {
   return 0;
 }
 
-std::vector<int> parse_threads(const std::string& list) {
-  std::vector<int> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, comma - start);
-    size_t used = 0;
-    int v = -1;
-    try {
-      v = std::stoi(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || v < 0 || v > 1024)
-      throw Error(fmt::format("-t: '{}' is not a thread count (expected e.g. 1,2,4)", item));
-    out.push_back(v);
-    start = comma + 1;
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -239,7 +220,8 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-o,--output", opts->output, "Output format: md, json or csv")->capture_default_str();
   return [opts, threads] {
-    opts->threads = parse_threads(*threads);
+    opts->threads.clear();
+    for (int64_t t : parse_int_list(*threads, "-t", 0, 1024)) opts->threads.push_back(static_cast<int>(t));
     return run_bench(*opts);
   };
 }

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "model/forward.h"
 #include "slm/error.h"
@@ -28,29 +29,10 @@ struct LogitsOptions {
   std::string kv = "f16";
 };
 
-std::vector<int32_t> parse_ids(const std::string& list) {
-  std::vector<int32_t> ids;
-  size_t start = 0;
-  while (start <= list.size()) {
-    const size_t comma = std::min(list.find(',', start), list.size());
-    const std::string item = list.substr(start, comma - start);
-    size_t used = 0;
-    long long v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (item.empty() || used != item.size() || v < 0 || v > INT32_MAX)
-      throw Error(fmt::format("--tokens: '{}' is not a token id (expected comma-separated non-negative integers)", item));
-    ids.push_back(static_cast<int32_t>(v));
-    start = comma + 1;
-  }
-  return ids;
-}
 
 int run_logits(const LogitsOptions& o) {
-  const std::vector<int32_t> tokens = parse_ids(o.tokens);
+  std::vector<int32_t> tokens;
+  for (int64_t id : parse_int_list(o.tokens, "--tokens", 0, INT32_MAX)) tokens.push_back(static_cast<int32_t>(id));
   if (o.kv != "f16" && o.kv != "f32") throw Error(fmt::format("--kv must be f16 or f32 (got '{}')", o.kv));
   const auto model = model::Model::load(o.model);
   model::ContextParams params;

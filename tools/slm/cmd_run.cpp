@@ -99,6 +99,13 @@ void install_sigint() {
   sigaction(SIGINT, &sa, nullptr);
 }
 
+// Streams a piece to the terminal; false (stop) once Ctrl-C was pressed.
+bool stream_to_stdout(std::string_view piece) {
+  std::fwrite(piece.data(), 1, piece.size(), stdout);
+  std::fflush(stdout);
+  return !g_interrupted.load();
+}
+
 void print_stats(const GenerateResult& r) {
   const int64_t evaluated = r.n_prompt - r.n_reused;
   fmt::print(stderr, "\nprompt: {} tokens ({} reused) in {:.2f} s, {:.1f} tok/s\n", r.n_prompt, r.n_reused,
@@ -137,13 +144,8 @@ int run_run(const RunOptions& o, bool verbose) {
   gp.sampling = sampler_params(o);
   gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
   install_sigint();
-  auto stream = [](std::string_view piece) {
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
-    std::fflush(stdout);
-    return !g_interrupted.load();
-  };
-  const GenerateResult r = o.chat ? generate(session, std::vector<ChatMessage>{{"user", prompt}}, gp, stream)
-                                  : generate(session, prompt, gp, stream);
+  const GenerateResult r = o.chat ? generate(session, std::vector<ChatMessage>{{"user", prompt}}, gp, stream_to_stdout)
+                                  : generate(session, prompt, gp, stream_to_stdout);
   std::fputc('\n', stdout);
   std::fflush(stdout);
   if (o.stats || verbose) print_stats(r);
@@ -232,11 +234,7 @@ int run_chat(const ChatOptions& o, bool verbose) {
     if (dropped) fmt::print("(context full: dropped the oldest turns to make room)\n");
     gp.max_tokens = o.n_predict > 0 ? o.n_predict : session.n_ctx();
     g_interrupted.store(false);
-    const GenerateResult r = generate(session, history, gp, [](std::string_view piece) {
-      std::fwrite(piece.data(), 1, piece.size(), stdout);
-      std::fflush(stdout);
-      return !g_interrupted.load();
-    });
+    const GenerateResult r = generate(session, history, gp, stream_to_stdout);
     fmt::print("\n");
     if (r.stop == StopReason::callback) fmt::print("(stopped)\n");
     if (r.stop == StopReason::context_full) fmt::print("(context full: the answer was cut short)\n");

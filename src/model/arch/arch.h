@@ -59,4 +59,11 @@ namespace keys {
 HParams read_common(const gguf::GgufFile& file);
 }  // namespace keys
 
+namespace tables {
+// token_embd, output_norm, optional output, and per layer attn_norm,
+// attn_q/k/v, attn_output, ffn_norm, ffn_gate/up/down: the tensors of every
+// architecture with separate projections (gemma, gemma2, llama).
+std::vector<TensorSpec> separate_projections(const HParams& hp);
+}  // namespace tables
+
 }  // namespace slm::model

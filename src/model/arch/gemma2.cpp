@@ -22,23 +22,10 @@ HParams read(const gguf::GgufFile& f) {
 }
 
 std::vector<TensorSpec> tensors(const HParams& hp) {
-  const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab;
-  return {
-      {Slot::token_embd, "token_embd.weight", {E, V}},
-      {Slot::output_norm, "output_norm.weight", {E}},
-      {Slot::output, "output.weight", {E, V}, false},
-      {Slot::attn_norm, "blk.{}.attn_norm.weight", {E}},
-      {Slot::attn_q, "blk.{}.attn_q.weight", {E, hp.q_dim()}},
-      {Slot::attn_k, "blk.{}.attn_k.weight", {E, hp.kv_dim()}},
-      {Slot::attn_v, "blk.{}.attn_v.weight", {E, hp.kv_dim()}},
-      {Slot::attn_output, "blk.{}.attn_output.weight", {hp.q_dim(), E}},
-      {Slot::post_attention_norm, "blk.{}.post_attention_norm.weight", {E}},
-      {Slot::ffn_norm, "blk.{}.ffn_norm.weight", {E}},
-      {Slot::ffn_gate, "blk.{}.ffn_gate.weight", {E, F}},
-      {Slot::ffn_up, "blk.{}.ffn_up.weight", {E, F}},
-      {Slot::ffn_down, "blk.{}.ffn_down.weight", {F, E}},
-      {Slot::post_ffw_norm, "blk.{}.post_ffw_norm.weight", {E}},
-  };
+  auto t = tables::separate_projections(hp);
+  t.push_back({Slot::post_attention_norm, "blk.{}.post_attention_norm.weight", {hp.n_embd}});
+  t.push_back({Slot::post_ffw_norm, "blk.{}.post_ffw_norm.weight", {hp.n_embd}});
+  return t;
 }
 
 void block(Forward& f, int l) {

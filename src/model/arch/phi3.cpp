@@ -39,15 +39,7 @@ std::vector<TensorSpec> tensors(const HParams& hp) {
   };
 }
 
-void block(Forward& f, int l) {
-  const Model& m = f.model();
-  f.norm(f.x(), m.layer(l, Slot::attn_norm), f.xn());
-  f.attention(l, f.xn(), f.o());
-  f.add_residual(f.o());
-  f.norm(f.x(), m.layer(l, Slot::ffn_norm), f.xn());
-  f.gated_mlp(l, f.xn(), f.o(), Activation::silu);
-  f.add_residual(f.o());
-}
+void block(Forward& f, int l) { f.pre_norm_block(l, Activation::silu); }
 
 int64_t window(const HParams&, int) { return 0; }
 

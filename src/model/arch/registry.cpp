@@ -67,4 +67,26 @@ HParams read_common(const gguf::GgufFile& f) {
 }
 
 }  // namespace keys
+
+namespace tables {
+
+std::vector<TensorSpec> separate_projections(const HParams& hp) {
+  const int64_t E = hp.n_embd, F = hp.n_ff, V = hp.n_vocab;
+  return {
+      {Slot::token_embd, "token_embd.weight", {E, V}},
+      {Slot::output_norm, "output_norm.weight", {E}},
+      {Slot::output, "output.weight", {E, V}, false},  // absent: tied to token_embd
+      {Slot::attn_norm, "blk.{}.attn_norm.weight", {E}},
+      {Slot::attn_q, "blk.{}.attn_q.weight", {E, hp.q_dim()}},
+      {Slot::attn_k, "blk.{}.attn_k.weight", {E, hp.kv_dim()}},
+      {Slot::attn_v, "blk.{}.attn_v.weight", {E, hp.kv_dim()}},
+      {Slot::attn_output, "blk.{}.attn_output.weight", {hp.q_dim(), E}},
+      {Slot::ffn_norm, "blk.{}.ffn_norm.weight", {E}},
+      {Slot::ffn_gate, "blk.{}.ffn_gate.weight", {E, F}},
+      {Slot::ffn_up, "blk.{}.ffn_up.weight", {E, F}},
+      {Slot::ffn_down, "blk.{}.ffn_down.weight", {F, E}},
+  };
+}
+
+}  // namespace tables
 }  // namespace slm::model
