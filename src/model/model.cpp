@@ -58,6 +58,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
       if (t->ne != spec.ne)
         throw Error(fmt::format("{}: tensor '{}' has shape {}, expected {} for this {} model", path, name,
                                 shape_str(t->ne), shape_str(spec.ne), hp.arch));
+      // Kernels read elements with their natural alignment (floats 4 bytes,
+      // f16 and block scales 2); GGUF's default alignment of 32 guarantees it,
+      // a file written with general.alignment 1 may not.
+      const size_t natural = t->type == DType::F32 ? 4 : 2;
+      if (t->file_offset % natural != 0)
+        throw Error(fmt::format("{}: tensor '{}' ({}) starts at byte {}, not a multiple of {}: rewrite the file with "
+                                "general.alignment 32",
+                                path, name, dtype_name(t->type), t->file_offset, natural));
       Weight w;
       w.info = t;
       if (t->ne.size() == 1) {

@@ -280,6 +280,20 @@ TEST(ModelLoad, ErrorsNameWhatIsWrong) {
                               add_all_tensors(in, w);
                             }),
                     "head_count_kv = 3 must divide head_count = 8");
+  // A file written with general.alignment 2 whose F32 data is not 4-byte
+  // aligned: refused with the fix, never read misaligned.
+  bool misaligned_seen = false;
+  for (int pad = 0; pad < 4 && !misaligned_seen; ++pad) {
+    const std::string path = rewrite(src, "align" + std::to_string(pad) + ".gguf", [&](const auto& in, auto& w) {
+      w.set("general.alignment", gguf::Value::scalar<uint32_t>(2));
+      w.set("test.pad", gguf::Value::string(std::string(static_cast<size_t>(pad), 'x')));
+      add_all_tensors(in, w);
+    });
+    if (gguf::GgufFile(path).tensors()[0].file_offset % 4 == 0) continue;
+    misaligned_seen = true;
+    expect_load_error(path, "rewrite the file with general.alignment 32");
+  }
+  EXPECT_TRUE(misaligned_seen);
   // A weight type with no kernel (IQ4_NL) is refused by name.
   expect_load_error(rewrite(src, "type.gguf",
                             [](const auto& in, auto& w) {
