@@ -21,6 +21,7 @@ struct VecNeon {
   static T max(T a, T b) { return vmaxq_f32(a, b); }
   static T min(T a, T b) { return vminq_f32(a, b); }
   static T round(T a) { return vrndnq_f32(a); }
+  // 2^n for integral n in [-127, 127] held as floats.
   static T pow2n(T n) {
     const int32x4_t e = vaddq_s32(vcvtnq_s32_f32(n), vdupq_n_s32(127));
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
