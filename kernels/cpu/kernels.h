@@ -97,6 +97,10 @@ struct KernelTable {
   void (*attention)(const AttentionArgs& args) = nullptr;
   // f32 <-> f16 rows (KV cache writes; F16 activations)
   void (*f32_to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
+  // Sum of n floats with the widest loads the path has: the streaming read
+  // that measures memory bandwidth (membw.cpp), so the roofline is what this
+  // path's kernels can actually pull from DRAM.
+  float (*read_sum)(const float* x, int64_t n) = nullptr;
 };
 
 // The table for an instruction set this build has (throws slm::Error if the

@@ -106,6 +106,16 @@ const kernels::WeightMatrix& Model::output_matrix() const {
   return out ? out.matrix : global(Slot::token_embd).matrix;
 }
 
+uint64_t Model::bytes_per_token() const {
+  uint64_t total = weight_bytes();
+  if (global(Slot::output)) {  // untied: the embedding table is only looked up
+    const Weight& embd = global(Slot::token_embd);
+    total -= embd.info->n_bytes;
+    total += embd.matrix.row_bytes;
+  }
+  return total;
+}
+
 uint64_t Model::weight_bytes() const {
   uint64_t total = 0;
   for (const auto& t : file_->tensors()) total += t.n_bytes;

@@ -39,7 +39,10 @@ class Model {
   // The output projection: `output`, else the tied token embedding.
   const kernels::WeightMatrix& output_matrix() const;
 
-  uint64_t weight_bytes() const;  // bytes of all tensor data (what a token reads, roughly)
+  uint64_t weight_bytes() const;  // bytes of all tensor data
+  // Bytes one decoded token reads: every tensor, except that an untied
+  // token_embd contributes one row (the lookup), not the whole table.
+  uint64_t bytes_per_token() const;
 
  private:
   Model() = default;

@@ -51,6 +51,7 @@ struct Result {
   std::vector<double> samples;
   double bandwidth_gbs = 0;          // measured read bandwidth, this thread count
   double roofline_tps = 0;           // bandwidth / bytes per token (tg rows)
+  uint64_t bytes_per_token = 0;
 };
 
 void finish(Result& r) {
@@ -75,6 +76,51 @@ std::string human_params(uint64_t n) {
   if (n >= 1000000000ull) return fmt::format("{:.2f} B", static_cast<double>(n) / 1e9);
   if (n >= 1000000ull) return fmt::format("{:.2f} M", static_cast<double>(n) / 1e6);
   return fmt::format("{}", n);
+}
+
+nlohmann::json to_json(const Result& r) {
+  nlohmann::json j;
+  j["model"] = r.model;
+  j["size_bytes"] = r.size;
+  j["n_params"] = r.params;
+  j["file_type"] = r.file_type;
+  j["isa"] = r.isa;
+  j["threads"] = r.threads;
+  j["test"] = r.test;
+  j["n_prompt"] = r.n_prompt;
+  j["n_gen"] = r.n_gen;
+  j["tokens_per_s"] = r.mean;
+  j["tokens_per_s_stdev"] = r.stdev;
+  j["samples"] = r.samples;
+  j["bandwidth_gb_s"] = r.bandwidth_gbs;
+  if (r.n_gen > 0) {
+    j["bytes_per_token"] = r.bytes_per_token;
+    j["roofline_tokens_per_s"] = r.roofline_tps;
+    j["roofline_fraction"] = r.mean / r.roofline_tps;
+  }
+  j["cpu"] = r.cpu;
+  j["slm_commit"] = r.commit;
+  j["slm_version"] = version_string();
+  return j;
+}
+
+// md and csv rows go out as each result is ready (a full run takes minutes).
+void print_row(const std::string& format, const Result& r, bool first) {
+  if (format == "csv") {
+    if (first) fmt::print("model,size_bytes,n_params,file_type,isa,threads,test,tokens_per_s,stdev,bandwidth_gb_s,roofline_fraction,cpu,commit\n");
+    fmt::print("{},{},{},{},{},{},{},{:.3f},{:.3f},{:.2f},{},\"{}\",{}\n", r.model, r.size, r.params, r.file_type, r.isa,
+               r.threads, r.test, r.mean, r.stdev, r.bandwidth_gbs,
+               r.n_gen > 0 ? fmt::format("{:.3f}", r.mean / r.roofline_tps) : "", r.cpu, r.commit);
+  } else if (format == "md") {
+    if (first) {
+      fmt::print("| model | size | params | type | isa | threads | test | t/s | roofline |\n");
+      fmt::print("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
+    }
+    fmt::print("| {} | {} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} |\n", r.model, human_size(r.size),
+               human_params(r.params), r.file_type, r.isa, r.threads, r.test, r.mean, r.stdev,
+               r.n_gen > 0 ? fmt::format("{:.0f}% of {:.1f} t/s", 100 * r.mean / r.roofline_tps, r.roofline_tps) : "");
+  }
+  std::fflush(stdout);
 }
 
 int run_bench(BenchOptions o) {
@@ -130,6 +176,7 @@ int run_bench(BenchOptions o) {
           r.samples.push_back(static_cast<double>(o.n_prompt) / seconds_since(t0));
         }
         finish(r);
+        print_row(o.output, r, results.empty());
         results.push_back(r);
       }
       if (o.n_gen > 0) {
@@ -138,7 +185,8 @@ int run_bench(BenchOptions o) {
         r.n_gen = o.n_gen;
         r.test = fmt::format("tg{}", o.n_gen);
         r.bandwidth_gbs = bandwidth[threads];
-        r.roofline_tps = r.bandwidth_gbs * 1e9 / static_cast<double>(bytes);
+        r.bytes_per_token = model->bytes_per_token();
+        r.roofline_tps = r.bandwidth_gbs * 1e9 / static_cast<double>(model->bytes_per_token());
         for (int rep = 0; rep < o.reps; ++rep) {
           ctx.rewind(0);
           int32_t next = prompt[0];
@@ -150,6 +198,7 @@ int run_bench(BenchOptions o) {
           r.samples.push_back(static_cast<double>(o.n_gen) / seconds_since(t0));
         }
         finish(r);
+        print_row(o.output, r, results.empty());
         results.push_back(r);
       }
     }
@@ -157,47 +206,13 @@ int run_bench(BenchOptions o) {
 
   if (o.output == "json") {
     nlohmann::json out = nlohmann::json::array();
-    for (const Result& r : results) {
-      nlohmann::json j;
-      j["model"] = r.model;
-      j["size_bytes"] = r.size;
-      j["n_params"] = r.params;
-      j["file_type"] = r.file_type;
-      j["isa"] = r.isa;
-      j["threads"] = r.threads;
-      j["test"] = r.test;
-      j["n_prompt"] = r.n_prompt;
-      j["n_gen"] = r.n_gen;
-      j["tokens_per_s"] = r.mean;
-      j["tokens_per_s_stdev"] = r.stdev;
-      j["samples"] = r.samples;
-      j["bandwidth_gb_s"] = r.bandwidth_gbs;
-      if (r.n_gen > 0) {
-        j["roofline_tokens_per_s"] = r.roofline_tps;
-        j["roofline_fraction"] = r.mean / r.roofline_tps;
-      }
-      j["cpu"] = r.cpu;
-      j["slm_commit"] = r.commit;
-      j["slm_version"] = version_string();
-      out.push_back(j);
-    }
+    for (const Result& r : results) out.push_back(to_json(r));
     fmt::print("{}\n", out.dump(2));
-  } else if (o.output == "csv") {
-    fmt::print("model,size_bytes,n_params,file_type,isa,threads,test,tokens_per_s,stdev,bandwidth_gb_s,roofline_fraction,cpu,commit\n");
-    for (const Result& r : results)
-      fmt::print("{},{},{},{},{},{},{},{:.3f},{:.3f},{:.2f},{},\"{}\",{}\n", r.model, r.size, r.params, r.file_type, r.isa,
-                 r.threads, r.test, r.mean, r.stdev, r.bandwidth_gbs,
-                 r.n_gen > 0 ? fmt::format("{:.3f}", r.mean / r.roofline_tps) : "", r.cpu, r.commit);
-  } else {
-    fmt::print("| model | size | params | type | isa | threads | test | t/s | roofline |\n");
-    fmt::print("| --- | ---: | ---: | --- | --- | ---: | ---: | ---: | ---: |\n");
-    for (const Result& r : results)
-      fmt::print("| {} | {} | {} | {} | {} | {} | {} | {:.2f} ± {:.2f} | {} |\n", r.model, human_size(r.size),
-                 human_params(r.params), r.file_type, r.isa, r.threads, r.test, r.mean, r.stdev,
-                 r.n_gen > 0 ? fmt::format("{:.0f}% of {:.1f} t/s", 100 * r.mean / r.roofline_tps, r.roofline_tps) : "");
+  } else if (o.output == "md") {
     std::string bw;
     for (const auto& [t, gbs] : bandwidth) bw += fmt::format("{}{} threads: {:.1f} GB/s", bw.empty() ? "" : ", ", t, gbs);
-    fmt::print("\nCPU: {}; read bandwidth {}; slm {} ({})\n", cpu_features().cpu_name, bw, version_string(), build_commit());
+    fmt::print("\nCPU: {}; read bandwidth {}; slm {} ({})\n", cpu_features().cpu_name, bw, version_string(),
+               build_commit());
   }
   return 0;
 }

@@ -93,6 +93,12 @@ void attention(const AttentionArgs& a) {
   }
 }
 
+float read_sum(const float* x, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+
 void to_f16(const float* x, uint16_t* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) out[i] = f32_to_f16(x[i]);
 }
@@ -113,6 +119,7 @@ KernelTable make_table() {
   t.rope = rope;
   t.attention = attention;
   t.f32_to_f16 = to_f16;
+  t.read_sum = read_sum;
   return t;
 }
 
