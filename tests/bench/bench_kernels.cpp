@@ -8,6 +8,7 @@
 // rows, 8192 of them). Enough copies are cycled that the working set is
 // >= 512 MiB, so every iteration streams its weights from DRAM rather than
 // from the 32 MiB L3 a single copy would fit in.
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <tuple>
@@ -24,14 +25,6 @@ namespace {
 
 using slm::DType;
 namespace k = slm::kernels;
-
-// Read bandwidth per thread count, measured once in this process.
-double bandwidth_gbs(int threads) {
-  static std::map<int, double> cache;
-  auto it = cache.find(threads);
-  if (it == cache.end()) it = cache.emplace(threads, k::measure_read_bandwidth(threads).gb_per_s).first;
-  return it->second;
-}
 
 void BM_ReadBandwidth(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(0));
@@ -82,22 +75,25 @@ void BM_Gemv(benchmark::State& state, DType type) {
   std::vector<float> x(cols, 0.01f), y(rows);
   std::vector<uint8_t> scratch;
   size_t copy = 0;
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     const k::WeightMatrix m = k::make_weight_matrix(w.copies[copy].get(), type, cols, rows);
     k::matmul(kt, m, x.data(), 1, y.data(), rows, threads, scratch);
     benchmark::DoNotOptimize(y.data());
     copy = (copy + 1) % w.copies.size();
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  // Bandwidth right after, with the same threads: this VM's bandwidth drifts
+  // by tens of percent over minutes, so a number measured once per process
+  // would make the ratio meaningless.
+  const double bw = k::measure_read_bandwidth(threads, size_t{512} << 20, 3).gb_per_s;
+  const double gbs = static_cast<double>(w.bytes) * static_cast<double>(state.iterations()) / seconds / 1e9;
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * w.bytes));
-  const double bw = bandwidth_gbs(threads);
-  state.counters["weights_GB/s"] =
-      benchmark::Counter(static_cast<double>(w.bytes) / 1e9 * static_cast<double>(state.iterations()),
-                         benchmark::Counter::kIsRate);
+  state.counters["weights_GB/s"] = gbs;
   state.counters["read_bw_GB/s"] = bw;
+  state.counters["ratio"] = gbs / bw;
   state.SetLabel(std::string(k::isa_name(kt.isa)));
 }
-
-// Ratio printed by the docs script: weights_GB/s / read_bw_GB/s.
 
 void BM_Gemm(benchmark::State& state, DType type) {
   const int threads = static_cast<int>(state.range(0));
