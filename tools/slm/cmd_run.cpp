@@ -1,6 +1,10 @@
 // slm run: one-shot completion, streamed to stdout.
 // slm chat: interactive conversation in the terminal.
+#include <poll.h>
+#include <pthread.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <atomic>
 #include <csignal>
@@ -106,6 +110,61 @@ bool stream_to_stdout(std::string_view piece) {
   return !g_interrupted.load();
 }
 
+// Reads lines from stdin without stdio buffering, so a Ctrl-C at the prompt
+// is never lost: SIGINT stays blocked except inside ppoll(), which unblocks
+// it atomically while waiting — a signal that arrived before the wait is
+// still pending and ends it at once.
+class LineReader {
+ public:
+  enum class Result { line, eof, interrupted };
+
+  Result next(std::string& out) {
+    for (;;) {
+      const size_t nl = buffer_.find('\n');
+      if (nl != std::string::npos) {
+        out = buffer_.substr(0, nl);
+        buffer_.erase(0, nl + 1);
+        if (!out.empty() && out.back() == '\r') out.pop_back();
+        return Result::line;
+      }
+      if (eof_) {
+        if (buffer_.empty()) return Result::eof;
+        out.swap(buffer_);
+        buffer_.clear();
+        return Result::line;
+      }
+      sigset_t block, old;
+      sigemptyset(&block);
+      sigaddset(&block, SIGINT);
+      pthread_sigmask(SIG_BLOCK, &block, &old);
+      if (g_interrupted.load()) {
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        return Result::interrupted;
+      }
+      struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+      const int ready = ppoll(&p, 1, nullptr, &old);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      if (ready < 0) {
+        if (errno != EINTR) return Result::eof;
+        if (g_interrupted.load()) return Result::interrupted;
+        continue;
+      }
+      char chunk[4096];
+      const ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+      } else {
+        buffer_.append(chunk, static_cast<size_t>(n));
+      }
+    }
+  }
+
+ private:
+  std::string buffer_;
+  bool eof_ = false;
+};
+
 void print_stats(const GenerateResult& r) {
   const int64_t evaluated = r.n_prompt - r.n_reused;
   fmt::print(stderr, "\nprompt: {} tokens ({} reused) in {:.2f} s, {:.1f} tok/s\n", r.n_prompt, r.n_reused,
@@ -185,11 +244,11 @@ int run_chat(const ChatOptions& o, bool verbose) {
   const int64_t answer_room = std::min<int64_t>(o.n_predict > 0 ? o.n_predict : 512, session.n_ctx() / 2);
 
   std::string line;
+  LineReader input;
   while (true) {
     fmt::print("> ");
     std::fflush(stdout);
-    g_interrupted.store(false);
-    if (!std::getline(std::cin, line)) {  // EOF (Ctrl-D), or Ctrl-C interrupting the read
+    if (input.next(line) != LineReader::Result::line) {  // EOF (Ctrl-D) or Ctrl-C at the prompt
       fmt::print("\n");
       break;
     }
@@ -235,6 +294,7 @@ int run_chat(const ChatOptions& o, bool verbose) {
     gp.max_tokens = o.n_predict > 0 ? o.n_predict : session.n_ctx();
     g_interrupted.store(false);
     const GenerateResult r = generate(session, history, gp, stream_to_stdout);
+    g_interrupted.store(false);  // a Ctrl-C that stopped this answer is used up
     fmt::print("\n");
     if (r.stop == StopReason::callback) fmt::print("(stopped)\n");
     if (r.stop == StopReason::context_full) fmt::print("(context full: the answer was cut short)\n");
