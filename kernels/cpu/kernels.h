@@ -48,6 +48,11 @@ constexpr int kMaxDotCols = 4;
 // rows already converted to the weight type's activation format, the rows
 // `x_stride` bytes apart: out[c] = dot(w, x_c) for c < nx <= kMaxDotCols.
 using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nx, float* out);
+// Two weight rows (the second w_stride bytes after the first) against the
+// same activation rows: out[r * kMaxDotCols + c] = dot(w_r, x_c). Optional:
+// the GEMM uses it to load each activation block once for two rows.
+using Dot2Fn = void (*)(int64_t n, const void* w, size_t w_stride, const void* x, size_t x_stride, int nx,
+                        float* out);
 // Converts n floats (a multiple of the format's block) to another format.
 using ConvertRowFn = void (*)(const float* x, void* out, int64_t n);
 
@@ -55,6 +60,7 @@ struct TypeKernels {
   DotFn dot = nullptr;                   // null: the type cannot be a matmul weight
   ActFormat act = ActFormat::f32;        // activation format dot() expects
   ConvertRowFn quantize_act = nullptr;   // f32 -> act (null for f32)
+  Dot2Fn dot2 = nullptr;                 // two-row GEMM kernel, when the path has one
 };
 
 // Attention for one query head over a contiguous range of cached keys.

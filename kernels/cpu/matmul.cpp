@@ -62,9 +62,25 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
   const auto* a = static_cast<const uint8_t*>(acts);
   const auto* wd = static_cast<const uint8_t*>(w.data);
   float out[kMaxDotCols];
+  // Prefill with a two-row kernel: each activation block is loaded once for
+  // a pair of weight rows (decode keeps the one-row GEMV).
+  const bool pairs = tk.dot2 != nullptr && n_tokens > 1;
+  float out2[2 * kMaxDotCols];
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const int64_t t1 = std::min(n_tokens, t0 + chunk);
-    for (int64_t r = r0; r < r1; ++r) {
+    int64_t r = r0;
+    for (; pairs && r + 2 <= r1; r += 2) {
+      const uint8_t* row = wd + static_cast<size_t>(r) * w.row_bytes;
+      for (int64_t t = t0; t < t1; t += kMaxDotCols) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
+        tk.dot2(w.cols, row, w.row_bytes, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out2);
+        for (int c = 0; c < nx; ++c) {
+          y[(t + c) * ldy + r] = out2[c];
+          y[(t + c) * ldy + r + 1] = out2[kMaxDotCols + c];
+        }
+      }
+    }
+    for (; r < r1; ++r) {
       const uint8_t* row = wd + static_cast<size_t>(r) * w.row_bytes;
       for (int64_t t = t0; t < t1; t += kMaxDotCols) {
         const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));

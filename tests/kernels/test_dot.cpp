@@ -88,6 +88,46 @@ TEST(KernelDot, EveryIsaMatchesReferenceOnEveryType) {
   }
 }
 
+// The two-row GEMM kernels against the reference dot of each row.
+TEST(KernelDot, TwoRowKernelsMatchTheReference) {
+  const KernelTable& r = ref::table();
+  int checked = 0;
+  for (Isa isa : testing::simd_isas()) {
+    const KernelTable& k = kernel_table(isa);
+    for (DType type : testing::weight_types()) {
+      const TypeKernels& tk = k.types[static_cast<int>(type)];
+      if (!tk.dot2) continue;
+      for (int64_t n : lengths_for(type)) {
+        const auto w = testing::make_weights(type, 2, n, static_cast<uint32_t>(n + 1));
+        const auto wf = testing::dequantize(type, w.data(), 2, n);
+        const size_t row = w.size() / 2;
+        const auto x = gaussian(static_cast<size_t>(4 * n), 8);
+        std::vector<uint8_t> acts;
+        for (int c = 0; c < 4; ++c) {
+          const auto a = convert(r, type, x.data() + c * n, n);
+          acts.insert(acts.end(), a.begin(), a.end());
+        }
+        const size_t stride = acts.size() / 4;
+        Unaligned wu(w.data(), w.size(), 2), au(acts.data(), acts.size(), 4);
+        for (int nx = 1; nx <= kMaxDotCols; ++nx) {
+          float got[2 * kMaxDotCols], want[kMaxDotCols];
+          tk.dot2(n, wu.get(), row, au.get(), stride, nx, got);
+          for (int rr = 0; rr < 2; ++rr) {
+            r.types[static_cast<int>(type)].dot(n, wu.get() + rr * row, au.get(), stride, nx, want);
+            const std::vector<float> wrow(wf.begin() + rr * n, wf.begin() + (rr + 1) * n);
+            for (int c = 0; c < nx; ++c)
+              EXPECT_NEAR(got[rr * kMaxDotCols + c], want[c], 4e-6 * abs_dot(wrow, x.data() + c * n, n) + 1e-6)
+                  << isa_name(isa) << " " << dtype_name(type) << " n=" << n << " row " << rr << " col " << c;
+          }
+        }
+        ++checked;
+      }
+    }
+  }
+  if (testing::simd_isas().empty()) GTEST_SKIP() << "no SIMD path runs on this CPU";
+  EXPECT_GT(checked, 0) << "no path has a two-row kernel";
+}
+
 TEST(KernelDot, ActivationQuantizersAreBitIdenticalToReference) {
   const auto isas = testing::simd_isas();
   if (isas.empty()) GTEST_SKIP() << "no SIMD path runs on this CPU: only the reference exists";
