@@ -38,7 +38,8 @@ struct GenerateResult {
   double generate_seconds = 0;
 };
 
-// Receives each piece of text as it is produced (whole UTF-8 characters);
+// Receives each piece of text as it is produced (whole UTF-8 characters;
+// empty when a token shows no text yet, so the caller can still stop);
 // return false to stop generating.
 using TokenCallback = std::function<bool(std::string_view piece)>;
 

@@ -78,15 +78,13 @@ GenerateResult run(Session& session, const std::vector<TokenId>& prompt, const s
     ++r.n_generated;
     pending += detok.push(tok);
     std::string out;
-    for (const std::string& s : stop_texts) {
-      const size_t at = pending.find(s);
-      if (at != std::string::npos) {
-        out = pending.substr(0, at);
-        pending.clear();
-        r.stop = StopReason::stop_text;
-        stopped = true;
-        break;
-      }
+    size_t first_stop = std::string::npos;  // the earliest stop text wins, whatever its list position
+    for (const std::string& s : stop_texts) first_stop = std::min(first_stop, pending.find(s));
+    if (first_stop != std::string::npos) {
+      out = pending.substr(0, first_stop);
+      pending.clear();
+      r.stop = StopReason::stop_text;
+      stopped = true;
     }
     if (!stopped) {
       const size_t hold = held_back(pending, stop_texts);
@@ -94,7 +92,9 @@ GenerateResult run(Session& session, const std::vector<TokenId>& prompt, const s
       pending.erase(0, pending.size() - hold);
     }
     r.text += out;
-    const bool go_on = out.empty() || !on_text || on_text(out);
+    // Called even with an empty piece (a token that shows no text yet), so a
+    // caller can stop a model that keeps producing invisible tokens.
+    const bool go_on = !on_text || on_text(out);
     logits = &session.decode(tok);
     if (!go_on) {
       r.stop = StopReason::callback;

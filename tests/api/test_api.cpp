@@ -140,11 +140,13 @@ TEST(Api, ChatReusesThePrefixAndStopsWhereAsked) {
   greedy.max_tokens = 16;
   const auto full = generate(s3, std::string("Hello world, this is a test"), greedy).text;
   ASSERT_GT(full.size(), 10u);
-  greedy.stop = {full.substr(5, 4)};
+  // Two stop texts, the one listed first occurring later: the earliest wins.
+  greedy.stop = {full.substr(full.size() - 3), full.substr(5, 4)};
   Session s4(model, {});
   const auto cut = generate(s4, std::string("Hello world, this is a test"), greedy);
   EXPECT_EQ(cut.stop, StopReason::stop_text);
-  EXPECT_EQ(cut.text, full.substr(0, full.find(greedy.stop[0])));
+  EXPECT_EQ(cut.text, full.substr(0, std::min(full.find(greedy.stop[0]), full.find(greedy.stop[1]))));
+  EXPECT_LE(cut.text.size(), 5u);
 }
 
 // Two sessions on one model in two threads = one after the other.

@@ -19,6 +19,7 @@
 
 #include "commands.h"
 #include "core/log.h"
+#include "cpu/parallel.h"
 #include "slm/slm.h"
 
 namespace slm::cli {
@@ -233,6 +234,18 @@ int run_chat(const ChatOptions& o, bool verbose) {
   GenerateParams gp;
   gp.sampling = sampler_params(o);
   install_sigint();
+  // The worker threads are created now with SIGINT blocked (they inherit the
+  // mask), so Ctrl-C is always delivered to this thread — where LineReader
+  // waits for it in ppoll — and never lost on a worker.
+  {
+    sigset_t block, old;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &block, &old);
+    const int n = session.params().n_threads;
+    parallel_for(n, n, [](int64_t, int64_t) {});
+    pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  }
   fmt::print(stderr, "slm chat: {} ({}, {} template, context {}). /help for commands.\n", model->info().name.empty()
                                                                                               ? model->info().path
                                                                                               : model->info().name,
@@ -291,7 +304,7 @@ int run_chat(const ChatOptions& o, bool verbose) {
       continue;
     }
     if (dropped) fmt::print("(context full: dropped the oldest turns to make room)\n");
-    gp.max_tokens = o.n_predict > 0 ? o.n_predict : session.n_ctx();
+    gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
     g_interrupted.store(false);
     const GenerateResult r = generate(session, history, gp, stream_to_stdout);
     g_interrupted.store(false);  // a Ctrl-C that stopped this answer is used up
