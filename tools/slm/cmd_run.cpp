@@ -76,6 +76,14 @@ SamplerParams sampler_params(const GenOptions& o) {
   return p;
 }
 
+SessionParams session_params(const GenOptions& o) {
+  SessionParams sp;
+  sp.n_ctx = o.ctx;
+  sp.n_threads = o.threads;
+  sp.n_batch = o.batch;
+  return sp;
+}
+
 // Loads a model; on a terminal, files over 256 MiB show a progress line.
 std::shared_ptr<const Model> load_model(const std::string& path) {
   ModelParams mp;
@@ -195,11 +203,7 @@ int run_run(const RunOptions& o, bool verbose) {
   }
   if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -p - for stdin, or -f FILE)");
   const auto model = load_model(o.model);
-  SessionParams sp;
-  sp.n_ctx = o.ctx;
-  sp.n_threads = o.threads;
-  sp.n_batch = o.batch;
-  Session session(model, sp);
+  Session session(model, session_params(o));
   GenerateParams gp;
   gp.sampling = sampler_params(o);
   gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
@@ -226,11 +230,7 @@ const char* kChatHelp =
 
 int run_chat(const ChatOptions& o, bool verbose) {
   const auto model = load_model(o.model);
-  SessionParams sp;
-  sp.n_ctx = o.ctx;
-  sp.n_threads = o.threads;
-  sp.n_batch = o.batch;
-  Session session(model, sp);
+  Session session(model, session_params(o));
   GenerateParams gp;
   gp.sampling = sampler_params(o);
   install_sigint();
