@@ -50,15 +50,18 @@ void convert_activations(const KernelTable& k, DType type, const float* x, int64
   }
 }
 
+int64_t matmul_token_chunk(size_t act_row_bytes) {
+  // Token chunks whose activations stay in L2 (~256 KB) while every weight
+  // row of the range streams past them; within a chunk a weight row (a few
+  // KB, in L1) serves the chunk's tiles of kMaxDotCols tokens.
+  return std::max<int64_t>(kMaxDotCols, static_cast<int64_t>((256 << 10) / act_row_bytes) / kMaxDotCols * kMaxDotCols);
+}
+
 void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, int64_t n_tokens, float* y,
                  int64_t ldy, int64_t r0, int64_t r1) {
   const TypeKernels& tk = type_kernels(k, w.type);
   const size_t act_bytes = activation_row_bytes(k, w.type, w.cols);
-  // Token chunks whose activations stay in L2 (~256 KB) while every weight
-  // row of the range streams past them; within a chunk a weight row (a few
-  // KB, in L1) serves the chunk's tiles of kMaxDotCols tokens.
-  const int64_t chunk = std::max<int64_t>(kMaxDotCols, static_cast<int64_t>((256 << 10) / act_bytes) /
-                                                           kMaxDotCols * kMaxDotCols);
+  const int64_t chunk = matmul_token_chunk(act_bytes);
   const auto* a = static_cast<const uint8_t*>(acts);
   const auto* wd = static_cast<const uint8_t*>(w.data);
   float out[kMaxDotCols];

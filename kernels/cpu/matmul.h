@@ -36,6 +36,10 @@ size_t activation_row_bytes(const KernelTable& k, DType type, int64_t cols);
 void convert_activations(const KernelTable& k, DType type, const float* x, int64_t cols, int64_t t0, int64_t t1,
                          void* acts);
 
+// Tokens per chunk of phase 2 for activations of this many bytes per token
+// (a multiple of kMaxDotCols): tests use it to cross chunk boundaries.
+int64_t matmul_token_chunk(size_t act_row_bytes);
+
 // Phase 2 for weight rows [r0, r1): y[t * ldy + r] = dot(W[r], x_t) for every
 // token t < n_tokens.
 void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, int64_t n_tokens, float* y,
