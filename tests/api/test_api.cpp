@@ -1,10 +1,13 @@
 // The public API as a library user sees it (only <slm/slm.h>).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "gguf/gguf_reader.h"
+#include "gguf/gguf_writer.h"
 #include "slm/slm.h"
 #include "support/testdata.h"
 
@@ -147,6 +150,144 @@ TEST(Api, ChatReusesThePrefixAndStopsWhereAsked) {
   EXPECT_EQ(cut.stop, StopReason::stop_text);
   EXPECT_EQ(cut.text, full.substr(0, std::min(full.find(greedy.stop[0]), full.find(greedy.stop[1]))));
   EXPECT_LE(cut.text.size(), 5u);
+}
+
+std::vector<TokenId> greedy_tokens(const std::shared_ptr<const Model>& model, const std::string& prompt, int n) {
+  Session s(model, {});
+  GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_tokens = n;
+  generate(s, prompt, gp);
+  const auto& held = s.tokens();
+  return std::vector<TokenId>(held.end() - n, held.end());
+}
+
+// Prompt tokens count for the penalties: with a strong presence penalty the
+// first answer token is the best token that is not in the prompt.
+TEST(ApiGenerate, PromptTokensFeedThePenalties) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  // Grow the prompt by its own greedy token until that token is one the
+  // prompt already holds (random weights soon repeat themselves).
+  std::string prompt = "Hello world, this is a test";
+  std::vector<TokenId> ids;
+  std::vector<float> logits;
+  for (int i = 0; i < 64; ++i) {
+    ids = model->tokenizer().encode(prompt);
+    Session probe(model, {});
+    logits = probe.evaluate(ids);
+    const auto next = static_cast<TokenId>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (std::find(ids.begin(), ids.end(), next) != ids.end()) break;
+    prompt += model->tokenizer().decode({next});
+  }
+  auto best = [&](bool skip_prompt) {
+    TokenId arg = -1;
+    for (TokenId t = 0; t < static_cast<TokenId>(logits.size()); ++t) {
+      if (skip_prompt && std::find(ids.begin(), ids.end(), t) != ids.end()) continue;
+      if (arg < 0 || logits[static_cast<size_t>(t)] > logits[static_cast<size_t>(arg)]) arg = t;
+    }
+    return arg;
+  };
+  const TokenId plain = best(false);
+  ASSERT_NE(std::find(ids.begin(), ids.end(), plain), ids.end()) << "the case needs a greedy token from the prompt";
+  GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.sampling.presence_penalty = 1000.0f;
+  gp.sampling.penalty_last_n = static_cast<int>(ids.size());
+  gp.max_tokens = 1;
+  Session s(model, {});
+  generate(s, prompt, gp);
+  EXPECT_EQ(s.tokens().back(), best(true));
+  EXPECT_NE(s.tokens().back(), plain);
+}
+
+// End of generation, each reason through the API.
+TEST(ApiGenerate, StopsOnEosAndWhenTheContextIsFull) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string prompt = "Hello world, this is a test";
+  const auto base = Model::load(vocab_model());
+  const std::vector<TokenId> greedy = greedy_tokens(base, prompt, 6);
+  // EOS: a copy of the model whose end-of-sequence id is the third greedy
+  // token (random weights never pick the real one).
+  size_t k = 2;
+  while (k < greedy.size() && (greedy[k] == greedy[0] || greedy[k] == greedy[1])) ++k;
+  ASSERT_LT(k, greedy.size());
+  const std::string eos_path = test::temp_path("eos.gguf");
+  {
+    const gguf::GgufFile in(vocab_model());
+    gguf::GgufWriter w;
+    for (const auto& kv : in.metadata()) w.set(kv.key, kv.value);
+    w.set("tokenizer.ggml.eos_token_id", gguf::Value::scalar<uint32_t>(static_cast<uint32_t>(greedy[k])));
+    for (const auto& t : in.tensors()) w.add_tensor(t.name, t.type, t.ne, in.tensor_data(t), t.n_bytes);
+    w.write(eos_path);
+  }
+  const auto model = Model::load(eos_path);
+  ASSERT_EQ(model->tokenizer().eos(), greedy[k]);
+  GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_tokens = 100;
+  Session s(model, {});
+  const auto r = generate(s, prompt, gp);
+  EXPECT_EQ(r.stop, StopReason::eos);
+  EXPECT_EQ(r.n_generated, static_cast<int64_t>(k));
+  EXPECT_EQ(r.text, model->tokenizer().decode(std::vector<TokenId>(greedy.begin(), greedy.begin() + static_cast<std::ptrdiff_t>(k))));
+  EXPECT_EQ(s.tokens().back(), greedy[k]);  // the end token stays in the cache
+  // Context full: 5 free positions, 100 tokens asked for.
+  const auto prompt_ids = base->tokenizer().encode(prompt);
+  SessionParams sp;
+  sp.n_ctx = static_cast<int64_t>(prompt_ids.size()) + 5;
+  Session small(base, sp);
+  const auto full = generate(small, prompt, gp);
+  EXPECT_EQ(full.stop, StopReason::context_full);
+  EXPECT_EQ(full.n_generated, 5);
+  EXPECT_EQ(small.n_free(), 0);
+  // max_tokens 0: nothing generated, nothing streamed.
+  Session zero(base, {});
+  gp.max_tokens = 0;
+  int calls = 0;
+  const auto none = generate(zero, prompt, gp, [&](std::string_view) { return ++calls > 0; });
+  EXPECT_EQ(none.stop, StopReason::max_tokens);
+  EXPECT_EQ(none.n_generated, 0);
+  EXPECT_EQ(none.text, "");
+  EXPECT_EQ(calls, 0);
+}
+
+// A stop text that begins in one token and ends in the next: the part in the
+// first token is held back, and nothing of the stop text is ever streamed.
+TEST(ApiGenerate, StopTextSplitAcrossTokensIsNeverStreamed) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  const std::string prompt = "Once upon a time";
+  const std::vector<TokenId> greedy = greedy_tokens(model, prompt, 16);
+  const std::string full = model->tokenizer().decode(greedy);
+  // Find a token boundary with two characters on each side, where the four
+  // characters first occur in the text.
+  std::string stop;
+  size_t boundary = 0;
+  for (size_t k = 1; k + 1 < greedy.size() && stop.empty(); ++k) {
+    const std::string before =
+        model->tokenizer().decode(std::vector<TokenId>(greedy.begin(), greedy.begin() + static_cast<std::ptrdiff_t>(k)));
+    if (before.size() < 2 || full.compare(0, before.size(), before) != 0 || full.size() < before.size() + 2) continue;
+    const std::string candidate = full.substr(before.size() - 2, 4);
+    if (full.find(candidate) != before.size() - 2) continue;
+    if (static_cast<unsigned char>(candidate[0]) >= 0x80 || static_cast<unsigned char>(candidate[3]) >= 0x80) continue;
+    stop = candidate;
+    boundary = before.size();
+  }
+  ASSERT_FALSE(stop.empty()) << "no token boundary to split a stop text across in: " << full;
+  GenerateParams gp;
+  gp.sampling.temperature = 0;
+  gp.max_tokens = 16;
+  gp.stop = {stop};
+  std::string streamed;
+  Session s(model, {});
+  const auto r = generate(s, prompt, gp, [&](std::string_view piece) {
+    streamed += piece;
+    return true;
+  });
+  EXPECT_EQ(r.stop, StopReason::stop_text);
+  EXPECT_EQ(r.text, full.substr(0, boundary - 2));
+  EXPECT_EQ(streamed, r.text) << "stop text '" << stop << "' leaked";
 }
 
 // Two sessions on one model in two threads = one after the other.

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <set>
 
 #include "sample/stages.h"
 #include "slm/error.h"
@@ -152,6 +153,116 @@ TEST(SamplerChain, TruncationStagesRestrictTheDraw) {
     const TokenId t = s.sample(logits);
     ASSERT_TRUE(t == 0 || t == 1) << t;
   }
+}
+
+// Draws 3000 tokens and returns which ids appeared.
+std::set<TokenId> drawn(const std::vector<float>& logits, SamplerParams p, const std::vector<TokenId>& accepted = {}) {
+  p.seed = 11;
+  Sampler s(p);
+  for (TokenId t : accepted) s.accept(t);
+  std::set<TokenId> seen;
+  for (int i = 0; i < 3000; ++i) seen.insert(s.sample(logits));
+  return seen;
+}
+
+std::vector<float> log_probs(const std::vector<double>& probs) {
+  std::vector<float> out;
+  for (double p : probs) out.push_back(static_cast<float>(std::log(p)));
+  return out;
+}
+
+SamplerParams all_stages_off() {
+  SamplerParams p;
+  p.top_k = 0;
+  p.top_p = 1;
+  p.min_p = 0;
+  p.temperature = 1.0f;
+  return p;
+}
+
+TEST(SamplerChain, TopPInTheChainKeepsTheNucleus) {
+  // Sorted 0.4, 0.3, 0.15, 0.1, 0.05: p = 0.65 keeps {1, 3}.
+  const auto logits = log_probs({0.1, 0.4, 0.05, 0.3, 0.15});
+  SamplerParams p = all_stages_off();
+  EXPECT_EQ(drawn(logits, p).size(), 5u);  // without the stage every token appears
+  p.top_p = 0.65f;
+  EXPECT_EQ(drawn(logits, p), (std::set<TokenId>{1, 3}));
+}
+
+TEST(SamplerChain, MinPInTheChainDropsTheTail) {
+  // min_p 0.3 of the top (0.4): threshold 0.12 keeps {1, 3, 4}.
+  const auto logits = log_probs({0.1, 0.4, 0.05, 0.3, 0.15});
+  SamplerParams p = all_stages_off();
+  p.min_p = 0.3f;
+  EXPECT_EQ(drawn(logits, p), (std::set<TokenId>{1, 3, 4}));
+}
+
+// The documented order: penalties -> top-k -> top-p -> min-p -> temperature.
+TEST(SamplerChain, StagesRunInTheDocumentedOrder) {
+  const auto logits = log_probs({0.35, 0.25, 0.2, 0.2});
+  // top-k before top-p: after top-k 2 the survivors renormalise to 0.583 /
+  // 0.417, so top-p 0.55 keeps token 0 alone. (top-p first would keep {0, 1}:
+  // 0.35 < 0.55 on the full distribution.)
+  SamplerParams p = all_stages_off();
+  p.top_k = 2;
+  p.top_p = 0.55f;
+  EXPECT_EQ(drawn(logits, p), (std::set<TokenId>{0}));
+  // Temperature after the truncation: top-p 0.55 on the untempered
+  // distribution keeps {0, 1}; tempered first (t = 100, nearly flat) it would
+  // need three tokens.
+  p = all_stages_off();
+  p.top_p = 0.55f;
+  p.temperature = 100.0f;
+  EXPECT_EQ(drawn(logits, p), (std::set<TokenId>{0, 1}));
+  // min-p after temperature would keep everything at t = 100; before it,
+  // 0.7 * 0.35 = 0.245 keeps {0, 1}.
+  p = all_stages_off();
+  p.min_p = 0.7f;
+  p.temperature = 100.0f;
+  EXPECT_EQ(drawn(logits, p), (std::set<TokenId>{0, 1}));
+  // Penalties before top-k: the penalised top token drops out of the top 2,
+  // which are then 1 and 2 (2 and 3 tie; the lower id wins). Penalising
+  // after top-k would keep {0, 1}.
+  p = all_stages_off();
+  p.top_k = 2;
+  p.presence_penalty = 5.0f;
+  EXPECT_EQ(drawn(logits, p, {0}), (std::set<TokenId>{1, 2}));
+}
+
+// Penalties look at the last penalty_last_n accepted tokens only.
+TEST(SamplerChain, PenaltyWindowIsTheLastNAcceptedTokens) {
+  const std::vector<float> logits = {2.0f, 1.5f, 1.0f, 0.5f};
+  SamplerParams p;
+  p.temperature = 0;  // greedy after penalties
+  p.repeat_penalty = 4.0f;
+  p.penalty_last_n = 2;
+  {
+    Sampler s(p);
+    s.accept(0);
+    EXPECT_EQ(s.sample(logits), 1);  // 2.0 / 4 = 0.5 < 1.5
+    s.accept(2);
+    EXPECT_EQ(s.sample(logits), 1);  // 0 still in the window {0, 2}
+    s.accept(3);
+    EXPECT_EQ(s.sample(logits), 0);  // window {2, 3}: 0 has left it
+    s.accept(0);
+    s.reset();
+    EXPECT_EQ(s.sample(logits), 0);  // reset clears the history
+  }
+  p.penalty_last_n = 0;  // off: nothing is remembered
+  Sampler off(p);
+  off.accept(0);
+  EXPECT_EQ(off.sample(logits), 0);
+  // Frequency counts repeats within the window only.
+  p.repeat_penalty = 1.0f;
+  p.frequency_penalty = 0.3f;
+  p.penalty_last_n = 3;
+  Sampler freq(p);
+  for (TokenId t : {0, 0, 0, 0, 0, 0}) freq.accept(t);  // 3 in the window: 2.0 - 0.9 = 1.1 < 1.5
+  EXPECT_EQ(freq.sample(logits), 1);
+  p.penalty_last_n = 1;
+  Sampler one(p);
+  for (TokenId t : {0, 0, 0, 0, 0, 0}) one.accept(t);  // 1 in the window: 2.0 - 0.3 = 1.7 > 1.5
+  EXPECT_EQ(one.sample(logits), 0);
 }
 
 TEST(SamplerChain, InvalidParametersAreErrors) {

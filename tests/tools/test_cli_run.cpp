@@ -1,4 +1,5 @@
 // `slm run` as a user runs it.
+#include <algorithm>
 #include <fstream>
 
 #include <gtest/gtest.h>
@@ -59,7 +60,25 @@ TEST(CliRun, BadInputGetsOneClearLine) {
     const auto r = test::run_command(bin + " " + c.args + " 2>&1 </dev/null");
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << " -> " << r.output;
+    // One line, nothing else (stdout and stderr together).
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << c.args << " -> " << r.output;
+    EXPECT_EQ(r.output.rfind("slm: error: ", 0), 0u) << c.args << " -> " << r.output;
   }
+  // Usage errors (bad flags, missing or bad values) exit with status 2.
+  for (const char* args : {"run --bogus", "chat", "run -m x -p hi --top-p 2", "info --json", "bench -m x -t zero"}) {
+    const auto r = test::run_command(bin + " " + args + " 2>&1 </dev/null");
+    EXPECT_EQ(r.exit_code, 2) << args << " -> " << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << " -> " << r.output;
+  }
+}
+
+// -n 0 generates nothing: an empty answer line, exit 0.
+TEST(CliRun, NPredictZeroGeneratesNothing) {
+  SLM_REQUIRE_TESTDATA();
+  const auto r = test::run_command(test::slm_binary() + " run -m " + q(vocab_model()) + " -p 'Hello world' -n 0 --stats", true);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output.rfind("\n", 0), 0u) << r.output;  // the answer line is empty
+  EXPECT_NE(r.output.find("generation: 0 tokens"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -45,7 +45,14 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help / --version (exit code 0) print what they print; a real usage
+    // error is one line on stderr, like every other failure, naming where
+    // the options are listed. Exit status 2: a usage error.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::string where = "slm";
+    for (const CLI::App* sub : app.get_subcommands()) where += " " + sub->get_name();
+    fmt::print(stderr, "slm: error: {} ({} --help lists the options)\n", e.what(), where);
+    return 2;
   }
   if (verbose) slm::logger().set_level(spdlog::level::debug);
 
