@@ -1,4 +1,9 @@
 // Writer round trips: whatever the writer writes, the reader gives back.
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include <gtest/gtest.h>
@@ -106,6 +111,85 @@ TEST(GgufWriter, FailedWriteLeavesNoFile) {
   GgufWriter w;
   test::add_tensors(w);
   EXPECT_THROW(w.write("/nonexistent-dir/out.gguf"), Error);
+}
+
+bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
+
+// Tensors produced by a fill callback at write time read back exactly, in
+// place among ordinary ones.
+TEST(GgufWriter, FilledTensorsRoundTrip) {
+  GgufWriter w;
+  const auto before = test::random_bytes(4 * 40, 1);
+  w.add_tensor("before", DType::F32, {40}, before);
+  w.add_tensor("filled", DType::Q8_0, {64, 3}, 3 * 2 * 34, [](uint8_t* dst) {
+    for (size_t i = 0; i < 3 * 2 * 34; ++i) dst[i] = static_cast<uint8_t>(i * 7 + 1);
+  });
+  const auto after = test::random_bytes(2 * 10, 2);
+  w.add_tensor("after", DType::F16, {10}, after);
+  const std::string path = slm::test::temp_path("filled.gguf");
+  w.write(path);
+  const GgufFile f(path);
+  ASSERT_EQ(f.tensors().size(), 3u);
+  const TensorInfo* t = f.find_tensor("filled");
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->type, DType::Q8_0);
+  EXPECT_EQ(t->ne, (std::vector<int64_t>{64, 3}));
+  ASSERT_EQ(t->n_bytes, 3u * 2 * 34);
+  for (size_t i = 0; i < t->n_bytes; ++i) ASSERT_EQ(f.tensor_data(*t)[i], static_cast<uint8_t>(i * 7 + 1)) << i;
+  EXPECT_EQ(0, std::memcmp(f.tensor_data(*f.find_tensor("before")), before.data(), before.size()));
+  EXPECT_EQ(0, std::memcmp(f.tensor_data(*f.find_tensor("after")), after.data(), after.size()));
+}
+
+// An error part-way through (a fill callback that throws) leaves neither the
+// output nor its temporary file; an older file at the path is untouched.
+TEST(GgufWriter, FailurePartWayLeavesNeitherOutputNorTemporary) {
+  GgufWriter w;
+  w.add_tensor("ok", DType::F32, {1024}, test::random_bytes(4096, 3));
+  w.add_tensor("fails", DType::F32, {1024}, 4096, [](uint8_t*) { throw Error("conversion failed"); });
+  const std::string path = slm::test::temp_path("partway.gguf");
+  try {
+    w.write(path);
+    FAIL() << "expected the callback's error";
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "conversion failed");
+  }
+  EXPECT_FALSE(exists(path));
+  EXPECT_FALSE(exists(path + ".tmp"));
+  const std::vector<uint8_t> old = {1, 2, 3};
+  slm::test::write_file(path, old);
+  EXPECT_THROW(w.write(path), Error);
+  EXPECT_EQ(slm::test::read_file(path), old);
+  EXPECT_FALSE(exists(path + ".tmp"));
+}
+
+// A full disk, simulated with RLIMIT_FSIZE in a child process (SIGXFSZ
+// ignored, so write() fails with EFBIG): an error naming the file, and no
+// file left behind.
+TEST(GgufWriter, FullDiskIsAnErrorAndLeavesNoFile) {
+  const std::string path = slm::test::temp_path("full_disk.gguf");
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::signal(SIGXFSZ, SIG_IGN);
+    const struct rlimit limit = {64 << 10, 64 << 10};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    GgufWriter w;
+    for (int i = 0; i < 8; ++i)
+      w.add_tensor("t" + std::to_string(i), DType::F32, {8192}, std::vector<uint8_t>(32768, static_cast<uint8_t>(i)));
+    try {
+      w.write(path);
+    } catch (const Error& e) {
+      const bool named = std::string(e.what()).find("full_disk.gguf") != std::string::npos;
+      ::_exit(named ? 0 : 3);
+    }
+    ::_exit(2);  // no error: the limit did not bite
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: the write succeeded past the limit; 3: the error did not name the file";
+  EXPECT_FALSE(exists(path));
+  EXPECT_FALSE(exists(path + ".tmp"));
 }
 
 // Rewriting a reference file (all keys, all tensors) reproduces it byte for

@@ -1,4 +1,6 @@
 // `slm quantize`, `slm perplexity` and `slm bench -o json` as a user runs them.
+#include <unistd.h>
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -136,6 +138,21 @@ TEST(CliQuantize, RefusalsAndErrors) {
   r = test::run_command(bin + q(f32) + " " + q(f32) + " q4_0 2>&1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("never overwrites its input"), std::string::npos) << r.output;
+  // The same file under another name (a hard link; a symbolic link; a path
+  // with "./" in it): refused, and the input is unchanged.
+  const std::string copy = test::temp_path("input.gguf"), hard = test::temp_path("hard.gguf"),
+                    soft = test::temp_path("soft.gguf");
+  const std::vector<uint8_t> original = test::read_file(f32);
+  test::write_file(copy, original);
+  ASSERT_EQ(::link(copy.c_str(), hard.c_str()), 0);
+  ASSERT_EQ(::symlink(copy.c_str(), soft.c_str()), 0);
+  const std::filesystem::path p(copy);
+  for (const std::string& out : {hard, soft, (p.parent_path() / "." / p.filename()).string()}) {
+    r = test::run_command(bin + q(copy) + " " + q(out) + " q4_0 2>&1");
+    EXPECT_NE(r.exit_code, 0) << out;
+    EXPECT_NE(r.output.find("never overwrites its input"), std::string::npos) << out << ": " << r.output;
+    EXPECT_EQ(test::read_file(copy), original) << out;
+  }
   r = test::run_command(bin + q(f32) + " " + q(test::temp_path("y.gguf")) + " q3_xs 2>&1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("unknown quantization type 'q3_xs'"), std::string::npos) << r.output;
