@@ -17,8 +17,11 @@ struct FormatName {
 constexpr FormatName kNames[] = {
     {ChatFormat::kPhi3, "phi3"},     {ChatFormat::kPhi35, "phi3.5"},     {ChatFormat::kPhi4, "phi4"},
     {ChatFormat::kGemma, "gemma"},   {ChatFormat::kLlama3, "llama3"},    {ChatFormat::kLlama31, "llama3.1"},
-    {ChatFormat::kChatML, "chatml"},
+    {ChatFormat::kChatML, "chatml"}, {ChatFormat::kQwen2, "qwen2"},
 };
+
+// Qwen 2.5's template says this when the conversation has no system message.
+constexpr std::string_view kQwenDefaultSystem = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -77,7 +80,7 @@ std::optional<ChatFormat> detect_chat_format(std::string_view t) {
     if (contains(t, "<|system|>")) return ChatFormat::kPhi35;
     if (contains(t, "<|end|>")) return ChatFormat::kPhi3;
   }
-  if (contains(t, "<|im_start|>")) return ChatFormat::kChatML;
+  if (contains(t, "<|im_start|>")) return contains(t, kQwenDefaultSystem) ? ChatFormat::kQwen2 : ChatFormat::kChatML;
   return std::nullopt;
 }
 
@@ -156,10 +159,14 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       return out;
     case ChatFormat::kChatML:
-      if (!system.empty()) out += "<|im_start|>system\n" + system + "<|im_end|>\n";
+    case ChatFormat::kQwen2: {
+      const std::string system_text =
+          system.empty() && format_ == ChatFormat::kQwen2 ? std::string(kQwenDefaultSystem) : system;
+      if (!system_text.empty()) out += "<|im_start|>system\n" + system_text + "<|im_end|>\n";
       for (const ChatMessage& m : turns) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       if (add_generation_prompt) out += "<|im_start|>assistant\n";
       return out;
+    }
   }
   return out;
 }
@@ -172,7 +179,8 @@ std::vector<std::string> ChatTemplate::stop_texts() const {
     case ChatFormat::kGemma: return {"<end_of_turn>", "<eos>"};
     case ChatFormat::kLlama3:
     case ChatFormat::kLlama31: return {"<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"};
-    case ChatFormat::kChatML: return {"<|im_end|>", "<|endoftext|>"};
+    case ChatFormat::kChatML:
+    case ChatFormat::kQwen2: return {"<|im_end|>", "<|endoftext|>"};
   }
   return {};
 }

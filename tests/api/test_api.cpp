@@ -32,6 +32,7 @@ TEST(Api, ModelInfoTokenizerAndTemplate) {
   EXPECT_GT(info.n_params, 0u);
   const Tokenizer& tok = model->tokenizer();
   const auto ref = text_reference();
+  ASSERT_EQ(ref.at("prompts").size(), test::expected::kTextPrompts);
   for (const auto& p : ref.at("prompts")) {
     EXPECT_EQ(tok.encode(p.at("text").get<std::string>()), p.at("tokens").get<std::vector<TokenId>>());
   }
@@ -93,6 +94,7 @@ TEST(Api, GenerateGreedyReproducesTheReference) {
   SLM_REQUIRE_TESTDATA();
   const auto model = Model::load(vocab_model());
   const auto ref = text_reference();
+  ASSERT_EQ(ref.at("prompts").size(), test::expected::kTextPrompts);
   for (const auto& p : ref.at("prompts")) {
     Session s(model, {});
     GenerateParams gp;

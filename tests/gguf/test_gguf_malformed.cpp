@@ -6,6 +6,8 @@
 #include <cstring>
 #include <random>
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "gguf/gguf_fixtures.h"
@@ -58,9 +60,7 @@ void expect_error(const Bytes& bytes, const std::string& expect, const std::stri
 }
 
 // Loads `bytes`; succeeding or throwing slm::Error are both fine.
-bool loads(const Bytes& bytes) {
-  const std::string path = slm::test::temp_path("fuzz.gguf");
-  slm::test::write_file(path, bytes);
+bool loads_file(const std::string& path) {
   try {
     GgufFile f(path);
     for (const TensorInfo& t : f.tensors()) {
@@ -74,6 +74,12 @@ bool loads(const Bytes& bytes) {
   } catch (const Error&) {
     return false;
   }
+}
+
+bool loads(const Bytes& bytes) {
+  const std::string path = slm::test::temp_path("fuzz.gguf");
+  slm::test::write_file(path, bytes);
+  return loads_file(path);
 }
 
 TEST(GgufMalformed, ValidFixtureLoads) { EXPECT_TRUE(loads(small_valid_file())); }
@@ -105,9 +111,15 @@ TEST(GgufMalformed, TruncatedReferenceFilesAreErrors) {
       header_end = f.data_offset();
       for (const TensorInfo& t : f.tensors()) data_end = std::max(data_end, t.file_offset + t.n_bytes);
     }
-    // Every byte of the header, then a dense sample of the data section.
-    for (size_t n = 0; n < data_end; n += (n < header_end ? 1 : 4999)) {
-      ASSERT_FALSE(loads(Bytes(full.begin(), full.begin() + n))) << stem << " truncated to " << n;
+    // Every byte of the header, then a dense sample of the data section:
+    // the file is written once and cut shorter and shorter in place.
+    std::vector<size_t> lengths;
+    for (size_t n = 0; n < data_end; n += (n < header_end ? 1 : 4999)) lengths.push_back(n);
+    const std::string cut = slm::test::temp_path("truncated.gguf");
+    slm::test::write_file(cut, full);
+    for (auto n = lengths.rbegin(); n != lengths.rend(); ++n) {
+      ASSERT_EQ(::truncate(cut.c_str(), static_cast<off_t>(*n)), 0);
+      ASSERT_FALSE(loads_file(cut)) << stem << " truncated to " << *n;
     }
   }
 }

@@ -44,7 +44,7 @@ void expect_matches(const std::string& key, const Value& v, const json& m) {
 TEST(GgufReader, EveryManifestModelMatchesExactly) {
   SLM_REQUIRE_TESTDATA();
   const json manifest = load_manifest();
-  ASSERT_FALSE(manifest.empty());
+  ASSERT_EQ(manifest.size(), test::expected::kManifestModels);
   for (const auto& [file, m] : manifest.items()) {
     SCOPED_TRACE(file);
     const GgufFile f((fs::path(test::testdata_dir()) / "models" / file).string());
@@ -80,7 +80,7 @@ TEST(GgufReader, EveryManifestModelMatchesExactly) {
 TEST(GgufReader, EveryModelFileOpens) {
   SLM_REQUIRE_TESTDATA();
   const auto files = test::model_files();
-  ASSERT_GE(files.size(), 26u);
+  ASSERT_EQ(files.size(), test::expected::kModelFiles);
   for (const std::string& path : files) {
     SCOPED_TRACE(path);
     const GgufFile f(path);

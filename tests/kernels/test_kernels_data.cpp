@@ -29,6 +29,7 @@ TEST(KernelData, DequantizerIsBitExactAgainstIndependentOne) {
   std::ifstream in(test::testdata_dir() + "/dequant.json");
   ASSERT_TRUE(in) << "dequant.json missing";
   const auto j = nlohmann::json::parse(in);
+  ASSERT_EQ(j.size(), test::expected::kDequantEntries);
   std::set<std::string> types_seen;
   for (const auto& [key, entry] : j.items()) {
     const auto type = dtype_from_name(entry.at("type").get<std::string>());
@@ -53,7 +54,7 @@ TEST(KernelData, DequantizerIsBitExactAgainstIndependentOne) {
 TEST(KernelData, EveryTestdataTensorThroughEveryPath) {
   SLM_REQUIRE_TESTDATA();
   const auto files = test::model_files();
-  ASSERT_FALSE(files.empty());
+  ASSERT_EQ(files.size(), test::expected::kModelFiles);
   size_t checked = 0;
   for (const std::string& path : files) {
     gguf::GgufFile file(path);

@@ -100,7 +100,7 @@ TEST(ModelReference, LogitsArgmaxAndGreedyOnEveryPathAndThreadCount) {
   SLM_REQUIRE_TESTDATA();
   IsaGuard guard;
   const auto refs = references();
-  ASSERT_EQ(refs.size(), 25u);  // phi3 10, gemma 10, gemma2 3, llama 2 (gemma3's wait in reference/gemma3/)
+  ASSERT_EQ(refs.size(), test::expected::kReferences);
   for (const Reference& r : refs) {
     const auto model = Model::load(r.model);
     const size_t V = static_cast<size_t>(model->hparams().n_vocab);
@@ -154,7 +154,7 @@ TEST(ModelReference, PrefillBatchSizesGiveIdenticalLogits) {
   SLM_REQUIRE_TESTDATA();
   IsaGuard guard;
   const auto refs = references();
-  ASSERT_EQ(refs.size(), 25u);
+  ASSERT_EQ(refs.size(), test::expected::kReferences);
   for (const Reference& r : refs) {
     const auto model = Model::load(r.model);
     for (kernels::Isa isa : kernels::available_isas()) {
@@ -164,14 +164,14 @@ TEST(ModelReference, PrefillBatchSizesGiveIdenticalLogits) {
         ContextParams p;
         p.n_ctx = 512;
         p.n_batch = batch;
-        p.n_threads = 2;
+        p.n_threads = 1;  // thread counts are ThreadCountsGiveIdenticalLogits' business
         Context ctx(*model, p);
         std::vector<float> logits;
         ctx.evaluate(r.tokens.data(), static_cast<int64_t>(r.tokens.size()), true, logits);
         return logits;
       };
       const auto whole = run(512);
-      for (int64_t batch : {1, 7, 64}) EXPECT_EQ(run(batch), whole) << "batch " << batch;
+      for (int64_t batch : {1, 7}) EXPECT_EQ(run(batch), whole) << "batch " << batch;  // 24-token prompts
     }
   }
 }
@@ -191,7 +191,7 @@ TEST(ModelReference, LongPrefillEqualsTokenByTokenDecode) {
     ContextParams p;
     p.n_ctx = 1024;
     p.n_batch = n;
-    p.n_threads = 2;
+    p.n_threads = 1;
     Context whole(*model, p), one(*model, p);
     std::vector<float> prefill, step;
     whole.evaluate(tokens.data(), n, true, prefill);

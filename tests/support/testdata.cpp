@@ -26,6 +26,11 @@ std::string testdata_dir() {
 
 std::string testdata_search_note() { return configured_dir(); }
 
+bool testdata_required() {
+  const char* env = std::getenv("SLM_TESTDATA_REQUIRED");
+  return env != nullptr && std::string(env) == "1";
+}
+
 std::vector<std::string> model_files() {
   std::vector<std::string> out;
   const std::string dir = testdata_dir();

@@ -64,7 +64,31 @@ TEST(ChatTemplate, MatchesOfficialRenderings) {
       ++checked;
     }
   }
-  EXPECT_EQ(checked, 16);
+  EXPECT_EQ(checked, static_cast<int>(test::expected::kChatTemplateCases));
+}
+
+// Llama 3.1 / 3.2 (dated system header) and Qwen 2.5 (ChatML with a default
+// system prompt): every case rendered exactly as the official template does.
+TEST(ChatTemplate, MatchesMoreOfficialRenderings) {
+  SLM_REQUIRE_TESTDATA();
+  std::ifstream in(test::testdata_dir() + "/chat/chat_templates_more.json");
+  const json families = json::parse(in);
+  const std::map<std::string, ChatFormat> expected_format = {
+      {"llama3.1", ChatFormat::kLlama31}, {"llama3.2", ChatFormat::kLlama31}, {"qwen2.5", ChatFormat::kQwen2}};
+  ASSERT_EQ(families.size(), expected_format.size());
+  size_t checked = 0;
+  for (const auto& [family, spec] : families.items()) {
+    SCOPED_TRACE(family);
+    const auto format = detect_chat_format(spec.at("template").get<std::string>());
+    ASSERT_TRUE(format.has_value());
+    ASSERT_EQ(*format, expected_format.at(family));
+    const ChatTemplate tmpl(*format);
+    for (const json& c : spec.at("cases")) {
+      EXPECT_EQ(tmpl.render(messages_of(c), c.at("add_generation_prompt")), c.at("rendered").get<std::string>());
+      ++checked;
+    }
+  }
+  EXPECT_EQ(checked, test::expected::kMoreChatTemplateCases);
 }
 
 TEST(ChatTemplate, DetectsFamiliesAndNames) {
@@ -74,7 +98,7 @@ TEST(ChatTemplate, DetectsFamiliesAndNames) {
   EXPECT_EQ(detect_chat_format("{{ '<|start_header_id|>' }}"), ChatFormat::kLlama3);
   EXPECT_FALSE(detect_chat_format("{{ messages }}").has_value());
   for (ChatFormat f : {ChatFormat::kPhi3, ChatFormat::kPhi35, ChatFormat::kPhi4, ChatFormat::kGemma,
-                       ChatFormat::kLlama3, ChatFormat::kLlama31, ChatFormat::kChatML}) {
+                       ChatFormat::kLlama3, ChatFormat::kLlama31, ChatFormat::kChatML, ChatFormat::kQwen2}) {
     EXPECT_EQ(chat_format_from_name(chat_format_name(f)), f);
   }
   EXPECT_FALSE(chat_format_from_name("vicuna").has_value());

@@ -59,7 +59,7 @@ TEST_F(Phi3Vocab, ReferenceInpOutCases) {
     for (TokenId id; ss >> id;) ids.push_back(id);
     expected.push_back(ids);
   }
-  ASSERT_GT(cases.size(), 30u);
+  ASSERT_EQ(cases.size(), test::expected::kVocabCases);
   ASSERT_EQ(cases.size(), expected.size());
   for (size_t i = 0; i < cases.size(); ++i) {
     EXPECT_EQ(tok_->encode(cases[i], false, false), expected[i]) << "case " << i << ": '" << cases[i] << "'";
@@ -70,7 +70,7 @@ TEST_F(Phi3Vocab, ReferenceInpOutCases) {
 TEST_F(Phi3Vocab, Phi3CasesBothModes) {
   std::ifstream in(test::testdata_dir() + "/tokenizer/phi3_cases.json");
   const json cases = json::parse(in);
-  ASSERT_GE(cases.size(), 10u);
+  ASSERT_EQ(cases.size(), test::expected::kPhi3Cases);
   for (const json& c : cases) {
     const std::string text = c.at("text");
     EXPECT_EQ(tok_->encode(text, false, false), c.at("plain").get<std::vector<TokenId>>()) << text;
@@ -131,6 +131,7 @@ TEST(Tokenizer, TextReferenceOnTheModelFile) {
   const json ref = json::parse(in);
   const gguf::GgufFile file(test::testdata_dir() + "/" + ref.at("model").get<std::string>());
   const Tokenizer tok(file);
+  ASSERT_EQ(ref.at("prompts").size(), test::expected::kTextPrompts);
   for (const json& p : ref.at("prompts")) {
     EXPECT_EQ(tok.encode(p.at("text").get<std::string>(), p.at("add_bos"), p.at("parse_special")),
               p.at("tokens").get<std::vector<TokenId>>())

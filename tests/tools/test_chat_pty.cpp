@@ -99,11 +99,27 @@ class PtyProcess {
 
 std::string model_path() { return test::testdata_dir() + "/models/phi3-tiny-vocab-q8_0.gguf"; }
 
+// Sends a message at the prompt whose output starts at `at`, waits for the
+// next prompt, and returns what was printed in between after the echoed
+// message (the answer and any notes); `at` moves to the new prompt.
+std::string ask(PtyProcess& p, const std::string& message, size_t& at) {
+  p.send(message + "\r");
+  const size_t echoed = p.wait_for(message, at);
+  if (echoed == std::string::npos) return "(no echo of " + message + ")";
+  const size_t start = echoed + message.size();
+  const size_t next = p.wait_for("\n> ", start);
+  if (next == std::string::npos) return "(no prompt after " + message + ")";
+  at = next + 1;
+  return p.output().substr(start, next - start);
+}
+
+const char* kSystem = "Be brief.";
+
 TEST(ChatPty, TurnsCtrlCResetAndEof) {
   SLM_REQUIRE_TESTDATA();
   // Random weights never say <|end|>: every answer runs until the context is
   // full, which also exercises dropping old turns.
-  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--system", "Be brief."});
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--system", kSystem});
   ASSERT_TRUE(p.started());
   size_t at = p.wait_for("> ", 0);
   ASSERT_NE(at, std::string::npos) << p.output();
@@ -118,23 +134,35 @@ TEST(ChatPty, TurnsCtrlCResetAndEof) {
   EXPECT_GT(answer1.size(), 100u) << answer1;
   EXPECT_NE(answer1.find("(context full: the answer was cut short)"), std::string::npos) << answer1;
 
-  // Turn 2: the first turn no longer fits beside a new answer; it is dropped.
-  p.send("tell me more\r");
-  const size_t t2 = p.wait_for("tell me more", at);
-  ASSERT_NE(t2, std::string::npos);
-  at = p.wait_for("\n> ", t2);
-  ASSERT_NE(at, std::string::npos) << p.output().substr(t2);
-  EXPECT_NE(p.output().find("(context full: dropped the oldest turns to make room)", t2), std::string::npos);
+  // Turn 2: the first turn no longer fits beside a new answer; it is dropped
+  // and the system prompt stays: the answer is the one a fresh chat with the
+  // same system prompt gives to this message alone (same seed).
+  const std::string answer2 = ask(p, "tell me more", at);
+  EXPECT_NE(answer2.find("(context full: dropped the oldest turns to make room)"), std::string::npos) << answer2;
+  {
+    PtyProcess fresh({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--system", kSystem});
+    size_t fresh_at = fresh.wait_for("> ", 0);
+    ASSERT_NE(fresh_at, std::string::npos) << fresh.output();
+    const std::string want = ask(fresh, "tell me more", fresh_at);
+    const std::string note = "\r\n(context full: dropped the oldest turns to make room)";
+    ASSERT_EQ(answer2.compare(0, note.size(), note), 0) << answer2;
+    EXPECT_EQ(answer2.substr(note.size()), want);
+  }
 
-  // Turn 3: Ctrl-C once the answer is streaming stops it, not the program.
+  // /reset forgets the conversation: the first message now gets the first
+  // answer again.
   p.send("/reset\r");
   at = p.wait_for("(conversation cleared)", at);
   ASSERT_NE(at, std::string::npos) << p.output();
   at = p.wait_for("> ", at);
+  EXPECT_EQ(ask(p, "hello there", at), answer1.substr(std::string("hello there").size()));
+
+  // Turn 3: Ctrl-C once the answer is streaming stops it, not the program.
+  // (The last answer filled the context: the turn before is dropped first.)
   p.send("a long story please\r");
-  const size_t t3 = p.wait_for("a long story please", at);
-  ASSERT_NE(t3, std::string::npos);
-  ASSERT_TRUE(p.wait_bytes(t3 + 24, 40)) << "no answer streamed";
+  const size_t t3 = p.wait_for("(context full: dropped the oldest turns to make room)\r\n", at);
+  ASSERT_NE(t3, std::string::npos) << p.output().substr(at);
+  ASSERT_TRUE(p.wait_bytes(t3 + 55, 40)) << "no answer streamed";
   p.send("\x03");
   const size_t stopped = p.wait_for("(stopped)", t3);
   ASSERT_NE(stopped, std::string::npos) << p.output().substr(t3);
@@ -152,7 +180,19 @@ TEST(ChatPty, CtrlCAtThePromptExitsCleanly) {
   ASSERT_TRUE(p.started());
   ASSERT_NE(p.wait_for("> ", 0), std::string::npos) << p.output();
   p.send("/help\r");
-  ASSERT_NE(p.wait_for("/reset", 0), std::string::npos);
+  size_t at = p.wait_for("/reset", 0);
+  ASSERT_NE(at, std::string::npos);
+  at = p.wait_for("> ", at);
+  // A message longer than the whole context is refused, not sent, and the
+  // chat goes on.
+  std::string long_message;
+  for (int i = 0; i < 120; ++i) long_message += "word" + std::to_string(i) + " ";
+  const std::string refused = ask(p, long_message, at);
+  EXPECT_NE(refused.find("(that message is too long for the context of 256 tokens; it was not sent)"), std::string::npos)
+      << refused;
+  const std::string answer = ask(p, "hi", at);
+  EXPECT_EQ(answer.find("too long"), std::string::npos) << answer;
+  EXPECT_GT(answer.size(), 4u) << answer;
   p.send("\x03");
   EXPECT_EQ(p.wait_exit(), 0) << p.output();
 }

@@ -19,6 +19,7 @@ TEST(CliInfo, JsonMatchesTheManifestForEveryModel) {
   SLM_REQUIRE_TESTDATA();
   std::ifstream in(fs::path(test::testdata_dir()) / "manifest.json");
   const json manifest = json::parse(in);
+  ASSERT_EQ(manifest.size(), test::expected::kManifestModels);
   for (const auto& [file, m] : manifest.items()) {
     SCOPED_TRACE(file);
     const std::string path = test::testdata_dir() + "/models/" + file;

@@ -265,6 +265,9 @@ int run_chat(const ChatOptions& o, bool verbose) {
       fmt::print("\n");
       break;
     }
+    // From here a Ctrl-C belongs to this message's answer: one pressed while
+    // old turns are dropped or the prompt is evaluated stops it too.
+    g_interrupted.store(false);
     if (line.empty()) continue;
     if (line == "/exit" || line == "/quit") break;
     if (line == "/help") {
@@ -305,7 +308,6 @@ int run_chat(const ChatOptions& o, bool verbose) {
     }
     if (dropped) fmt::print("(context full: dropped the oldest turns to make room)\n");
     gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
-    g_interrupted.store(false);
     const GenerateResult r = generate(session, history, gp, stream_to_stdout);
     g_interrupted.store(false);  // a Ctrl-C that stopped this answer is used up
     fmt::print("\n");
