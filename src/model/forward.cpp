@@ -43,8 +43,8 @@ void KvCache::store(int layer, int which, int64_t pos, const float* row, const k
 // Forward: the shared pieces.
 
 Forward::Forward(const Model& model, KvCache& cache, const kernels::KernelTable& k, int n_threads, int64_t n_batch,
-                 const float* rope_factors)
-    : model_(model), hp_(model.hparams()), cache_(cache), k_(k), n_threads_(n_threads), rope_factors_(rope_factors) {
+                 const std::vector<RopeState>& ropes)
+    : model_(model), hp_(model.hparams()), cache_(cache), k_(k), n_threads_(n_threads), ropes_(ropes) {
   const auto nb = static_cast<size_t>(n_batch);
   const auto E = static_cast<size_t>(hp_.n_embd), F = static_cast<size_t>(hp_.n_ff);
   x_.resize(nb * E);
@@ -56,7 +56,7 @@ Forward::Forward(const Model& model, KvCache& cache, const kernels::KernelTable&
   attn_.resize(nb * static_cast<size_t>(hp_.q_dim()));
   up_.resize(nb * 2 * F);
   act_.resize(nb * F);
-  cos_.resize(nb * static_cast<size_t>(hp_.n_rot / 2));
+  cos_.resize(ropes_.size() * nb * static_cast<size_t>(hp_.n_rot / 2));
   sin_.resize(cos_.size());
 }
 
@@ -96,11 +96,18 @@ void Forward::begin(const int32_t* tokens, int64_t n, int64_t pos0) {
     kernels::dequantize_row(embd.matrix.type, row, x_.data() + t * E, E);
     if (hp_.embd_scale != 1.0f) k_.scale(x_.data() + t * E, hp_.embd_scale, E);
   }
-  // RoPE angles once per position, shared by every layer and head.
+  // RoPE angles once per position and table, shared by every layer and
+  // head that uses the table.
   const int half = hp_.n_rot / 2;
-  for (int64_t t = 0; t < n; ++t)
-    kernels::rope_angles(pos(t), hp_.n_rot, hp_.rope_base, rope_factors_, rope_factors_ ? hp_.rope_attn_factor : 1.0f,
-                         cos_.data() + t * half, sin_.data() + t * half);
+  for (size_t r = 0; r < ropes_.size(); ++r) {
+    const RopeState& rope = ropes_[r];
+    const float* factors = rope.factors.empty() ? nullptr : rope.factors.data();
+    for (int64_t t = 0; t < n; ++t) {
+      const size_t at = (r * static_cast<size_t>(n) + static_cast<size_t>(t)) * static_cast<size_t>(half);
+      kernels::rope_angles(pos(t), hp_.n_rot, hp_.rope_tables[r].base, factors, rope.attn_factor, cos_.data() + at,
+                           sin_.data() + at);
+    }
+  }
 }
 
 void Forward::attention(int layer, const float* in, float* out) {
@@ -125,17 +132,29 @@ void Forward::attention(int layer, const float* in, float* out) {
     matmul(model_.layer(layer, Slot::attn_k).matrix, in, n, kk, ldk);
     matmul(model_.layer(layer, Slot::attn_v).matrix, in, n, vv, ldk);
   }
+  // Gemma 3: each q head and each k head RMS-normalised (one [D] weight
+  // shared by the heads) before RoPE.
+  if (const Weight& qn = model_.layer(layer, Slot::attn_q_norm)) {
+    const Weight& kn = model_.layer(layer, Slot::attn_k_norm);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t h = 0; h < H; ++h) k_.rmsnorm(q + t * ldq + h * D, qn.vec.data(), hp_.rms_eps, D, q + t * ldq + h * D);
+      for (int64_t g = 0; g < KV; ++g) k_.rmsnorm(kk + t * ldk + g * D, kn.vec.data(), hp_.rms_eps, D, kk + t * ldk + g * D);
+    }
+  }
+  const LayerSpec& spec = hp_.layers[static_cast<size_t>(layer)];
   const int half = hp_.n_rot / 2;
+  const float* cos_table = cos_.data() + static_cast<size_t>(spec.rope_table) * static_cast<size_t>(n * half);
+  const float* sin_table = sin_.data() + static_cast<size_t>(spec.rope_table) * static_cast<size_t>(n * half);
   for (int64_t t = 0; t < n; ++t) {
-    const float* c = cos_.data() + t * half;
-    const float* s = sin_.data() + t * half;
+    const float* c = cos_table + t * half;
+    const float* s = sin_table + t * half;
     k_.rope(q + t * ldq, static_cast<int>(H), static_cast<int>(D), hp_.n_rot, c, s, hp_.rope_neox);
     k_.rope(kk + t * ldk, static_cast<int>(KV), static_cast<int>(D), hp_.n_rot, c, s, hp_.rope_neox);
     cache_.store(layer, 0, pos(t), kk + t * ldk, k_);
     cache_.store(layer, 1, pos(t), vv + t * ldk, k_);
   }
   // Attention per (token, head); a head uses kv head h / (H / KV).
-  const int64_t window = model_.arch().layer_window(hp_, layer);
+  const int64_t window = spec.window;
   const int64_t group = H / KV;
   const size_t elem = cache_.f16() ? 2 : 4;
   const auto* kbase = static_cast<const uint8_t*>(cache_.k(layer));
@@ -206,20 +225,35 @@ Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(resolve(model, params)),
       cache_(model.hparams().n_layer, params_.n_ctx, model.hparams().kv_dim(), params_.kv_f16),
-      rope_factors_([&] {
-        // LongRoPE (phi3 128k): long factors when this context exceeds the
-        // original training context, else short ones (the reference engine's rule).
+      ropes_([&] {
+        // The file's frequency factors: LongRoPE (phi3 128k) takes the long
+        // ones when this context exceeds the original training context, else
+        // the short ones (the reference engine's rule); Llama 3's rope_freqs.
         const HParams& hp = model.hparams();
         const bool use_long = params_.n_ctx > hp.rope_orig_ctx && hp.rope_orig_ctx > 0;
         const Weight& longf = model.global(Slot::rope_factors_long);
         const Weight& shortf = model.global(Slot::rope_factors_short);
-        if (use_long && longf) return longf.vec;
-        if (shortf) return shortf.vec;
-        if (const Weight& freqs = model.global(Slot::rope_freqs)) return freqs.vec;
-        return std::vector<float>();
+        const Weight& freqs = model.global(Slot::rope_freqs);
+        const std::vector<float>* file_factors = use_long && longf ? &longf.vec
+                                                 : shortf          ? &shortf.vec
+                                                 : freqs           ? &freqs.vec
+                                                                   : nullptr;
+        std::vector<RopeState> out;
+        for (const RopeTable& table : hp.rope_tables) {
+          RopeState r;
+          if (table.model_factors && file_factors != nullptr) {
+            r.factors = *file_factors;
+            r.attn_factor = hp.rope_attn_factor;
+          }
+          if (table.linear_factor != 1.0f) {  // linear scaling: every pair's divisor times the factor
+            r.factors.resize(static_cast<size_t>(hp.n_rot / 2), 1.0f);
+            for (float& f : r.factors) f *= table.linear_factor;
+          }
+          out.push_back(std::move(r));
+        }
+        return out;
       }()),
-      fwd_(model, cache_, kernels::active_kernels(), params_.n_threads, params_.n_batch,
-           rope_factors_.empty() ? nullptr : rope_factors_.data()) {
+      fwd_(model, cache_, kernels::active_kernels(), params_.n_threads, params_.n_batch, ropes_) {
   logger().debug("context: {} positions, batch {}, {} threads, KV cache {} ({:.1f} MiB), scratch {:.1f} MiB, kernels {}",
                  params_.n_ctx, params_.n_batch, params_.n_threads, params_.kv_f16 ? "f16" : "f32",
                  static_cast<double>(cache_.bytes()) / (1 << 20), static_cast<double>(fwd_.scratch_bytes()) / (1 << 20),

@@ -41,12 +41,21 @@ class KvCache {
 
 enum class Activation { silu, gelu };
 
+// One RoPE table as a context runs it: the per-pair divisors (empty = none)
+// and the magnitude factor, resolved from HParams::rope_tables, the file's
+// frequency factors and the context length (LongRoPE's rule).
+struct RopeState {
+  std::vector<float> factors;
+  float attn_factor = 1.0f;
+};
+
 // The batch being evaluated and the pieces a block is made of. Buffers hold
 // n_tokens rows; row t is position pos(t).
 class Forward {
  public:
+  // `ropes` (one per HParams::rope_tables entry) must outlive the Forward.
   Forward(const Model& model, KvCache& cache, const kernels::KernelTable& k, int n_threads, int64_t n_batch,
-          const float* rope_factors);
+          const std::vector<RopeState>& ropes);
 
   const Model& model() const { return model_; }
   const HParams& hp() const { return hp_; }
@@ -59,8 +68,10 @@ class Forward {
 
   // out[t] = rmsnorm(in[t]) * w for every row (out may alias in).
   void norm(const float* in, const Weight& w, float* out);
-  // Self-attention of layer l: projections (fused qkv or separate), RoPE,
-  // K/V into the cache, causal (and windowed) attention, output projection.
+  // Self-attention of layer l: projections (fused qkv or separate), per-head
+  // QK-RMSNorm when the layer has attn_q_norm / attn_k_norm, RoPE with the
+  // layer's table, K/V into the cache, causal attention within the layer's
+  // window, output projection.
   void attention(int layer, const float* in, float* out);
   // Gated MLP of layer l: act(gate) * up, then down. Fused gate|up (phi3)
   // when the layer has no ffn_gate.
@@ -87,9 +98,10 @@ class Forward {
   KvCache& cache_;
   const kernels::KernelTable& k_;
   int n_threads_;
-  const float* rope_factors_;
+  const std::vector<RopeState>& ropes_;
   int64_t n_tokens_ = 0, pos0_ = 0;
-  std::vector<float> x_, xn_, o_, q_, kv_k_, kv_v_, attn_, up_, act_, cos_, sin_;
+  std::vector<float> x_, xn_, o_, q_, kv_k_, kv_v_, attn_, up_, act_;
+  std::vector<float> cos_, sin_;  // [table][token][n_rot / 2]
   std::vector<uint8_t> act_scratch_;
 };
 
@@ -116,7 +128,7 @@ class Context {
   const Model& model_;
   ContextParams params_;
   KvCache cache_;
-  std::vector<float> rope_factors_;
+  std::vector<RopeState> ropes_;
   Forward fwd_;
   int64_t n_past_ = 0;
 };

@@ -4,8 +4,25 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace slm::model {
+
+// One table of RoPE angles: theta_i = p * base^(-2i/n_rot) / f_i, where f_i
+// is `linear_factor` for every i, times the model's frequency factors
+// (LongRoPE / rope_freqs tensors) when `model_factors` is set.
+struct RopeTable {
+  float base = 10000.0f;
+  float linear_factor = 1.0f;  // rope.scaling.type linear: positions divided by it
+  bool model_factors = true;   // apply rope_factors_* / rope_freqs when the file has them
+};
+
+// What differs from one layer to the next, as data: the forward pass reads
+// it, it never asks which architecture it runs.
+struct LayerSpec {
+  int64_t window = 0;  // keys with pos - j >= window are masked (0 = full causal attention)
+  int rope_table = 0;  // index into HParams::rope_tables
+};
 
 struct HParams {
   std::string arch;          // general.architecture
@@ -22,15 +39,19 @@ struct HParams {
 
   // RoPE over the first n_rot dims of each head.
   int n_rot = 0;
-  float rope_base = 10000.0f;
+  float rope_base = 10000.0f;       // the base of rope_tables[0]
   bool rope_neox = true;            // pair i with i + n_rot/2 (else 2i with 2i+1)
   int64_t rope_orig_ctx = 0;        // LongRoPE: long factors beyond this context
   float rope_attn_factor = 1.0f;    // LongRoPE magnitude scaling (1 = none)
 
+  // The distinct RoPE tables and, per layer, which one it uses and its
+  // attention window (keys::read_common: one table, no windows).
+  std::vector<RopeTable> rope_tables;
+  std::vector<LayerSpec> layers;
+
   // Attention.
   float query_scale = 0;            // multiplies q.k (1/sqrt(D) unless the arch says otherwise)
   float attn_softcap = 0;           // 0 = none
-  int64_t sliding_window = 0;       // keys with pos - j >= window are masked on windowed layers
 
   // Embeddings and output.
   float embd_scale = 1.0f;          // Gemma: sqrt(E)

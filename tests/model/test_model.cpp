@@ -35,8 +35,10 @@ struct Reference {
 
 std::vector<Reference> references() {
   std::vector<Reference> out;
-  const std::string dir = test::testdata_dir() + "/reference/";
-  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+  std::vector<std::filesystem::directory_entry> entries;
+  for (const char* dir : {"/reference/", "/reference/gemma3/"})
+    for (const auto& entry : std::filesystem::directory_iterator(test::testdata_dir() + dir)) entries.push_back(entry);
+  for (const auto& entry : entries) {
     const std::string file = entry.path().filename().string();
     if (file.size() < 12 || file.substr(file.size() - 12) != ".public.json") continue;
     std::ifstream in(entry.path());
@@ -366,6 +368,10 @@ TEST(ModelLoad, ErrorsNameWhatIsWrong) {
     expect_load_error(path, "rewrite the file with general.alignment 32");
   }
   EXPECT_TRUE(misaligned_seen);
+  // Gemma 3 without one of its QK-norm tensors.
+  expect_load_error(rewrite(test::testdata_dir() + "/models/gemma3-tiny.gguf", "gemma3_no_qnorm.gguf",
+                            [](const auto& in, auto& w) { add_all_tensors(in, w, "blk.3.attn_k_norm.weight"); }),
+                    "missing tensor 'blk.3.attn_k_norm.weight'");
   // A weight type with no kernel (IQ4_NL) is refused by name.
   expect_load_error(rewrite(src, "type.gguf",
                             [](const auto& in, auto& w) {

@@ -11,6 +11,7 @@
 
 #include "core/fp16.h"
 #include "gguf/gguf_reader.h"
+#include "model/model.h"
 #include "support/testdata.h"
 
 namespace slm {
@@ -49,6 +50,31 @@ TEST(CliSynth, TinyPresetsHaveTheReferenceLayout) {
       }
     }
   }
+}
+
+// The Gemma 3 270M preset at full size: it loads, its layers follow the
+// local/global pattern (globals at 5, 11, 17) with their RoPE tables, and
+// it generates.
+TEST(CliSynth, Gemma3PresetLoadsAndRuns) {
+  const std::string out = test::temp_path("gemma3-270m.gguf");
+  const auto r = test::run_command(test::slm_binary() + " synth --preset gemma3-270m --type q4_0 " + out, true);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto m = model::Model::load(out);
+  const model::HParams& hp = m->hparams();
+  EXPECT_EQ(hp.n_layer, 18);
+  EXPECT_EQ(hp.head_dim, 256);  // H·D = 1024 > E = 640
+  ASSERT_EQ(hp.rope_tables.size(), 2u);
+  EXPECT_EQ(hp.rope_tables[0].base, 1e6f);
+  EXPECT_EQ(hp.rope_tables[1].base, 1e4f);
+  for (int l = 0; l < 18; ++l) {
+    const bool global = l % 6 == 5;
+    EXPECT_EQ(hp.layers[static_cast<size_t>(l)].window, global ? 0 : 512) << "layer " << l;
+    EXPECT_EQ(hp.layers[static_cast<size_t>(l)].rope_table, global ? 0 : 1) << "layer " << l;
+  }
+  const auto run = test::run_command(test::slm_binary() + " run -m " + out + " -p hello -n 4 --temp 0 --stats", true);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("generation: 4 tokens"), std::string::npos) << run.output;
+  std::filesystem::remove(out);
 }
 
 TEST(CliSynth, F16WeightsAreFiniteAndScaled) {

@@ -66,6 +66,8 @@ struct Preset {
   float rope_attn_factor = 0.0f;         // phi3 LongRoPE; 0 = absent
   float attn_softcap = 0.0f;             // gemma2
   float final_softcap = 0.0f;            // gemma2
+  float rope_freq_base_swa = 0.0f;       // gemma3 local layers; 0 = absent (10000)
+  float rope_scaling_factor = 0.0f;      // gemma3 global layers, linear; 0 = absent
   bool tied_output = false;
 };
 
@@ -98,13 +100,15 @@ Preset parse_preset(const fs::path& path) {
     get_to(j, "rope_scaling_attn_factor", p.rope_attn_factor);
     get_to(j, "attn_logit_softcapping", p.attn_softcap);
     get_to(j, "final_logit_softcapping", p.final_softcap);
+    get_to(j, "rope_freq_base_swa", p.rope_freq_base_swa);
+    get_to(j, "rope_scaling_factor", p.rope_scaling_factor);
     get_to(j, "tied_output", p.tied_output);
   } catch (const json::exception& e) {
     throw Error(fmt::format("{}: bad preset: {}", path.string(), e.what()));
   }
-  if (p.arch != "phi3" && p.arch != "gemma" && p.arch != "gemma2" && p.arch != "llama") {
-    throw Error(fmt::format("{}: unknown architecture '{}' (expected phi3, gemma, gemma2 or llama)", path.string(),
-                            p.arch));
+  if (p.arch != "phi3" && p.arch != "gemma" && p.arch != "gemma2" && p.arch != "gemma3" && p.arch != "llama") {
+    throw Error(fmt::format("{}: unknown architecture '{}' (expected phi3, gemma, gemma2, gemma3 or llama)",
+                            path.string(), p.arch));
   }
   if (p.n_head == 0 || p.n_head_kv == 0 || p.n_head % p.n_head_kv != 0) {
     throw Error(fmt::format("{}: head_count {} must be a positive multiple of head_count_kv {}", path.string(),
@@ -153,7 +157,7 @@ class Rng {
 // SentencePiece order <unk> <s> </s> for Phi-3 and Llama, <pad> <eos> <bos>
 // <unk> for Gemma (whose tokenizer also adds no space prefix).
 void add_vocab(GgufWriter& w, const Preset& p) {
-  const bool gemma = p.arch == "gemma" || p.arch == "gemma2";
+  const bool gemma = p.arch.rfind("gemma", 0) == 0;  // gemma, gemma2, gemma3
   // SentencePiece token types: 1 normal, 2 unknown, 3 control, 6 byte.
   struct Special {
     const char* text;
@@ -210,6 +214,16 @@ void add_metadata(GgufWriter& w, const Preset& p, uint32_t file_type) {
   if (p.arch == "gemma" || p.arch == "gemma2") {
     w.set(a + "attention.key_length", Value::scalar(p.head_dim));
     w.set(a + "attention.value_length", Value::scalar(p.head_dim));
+  } else if (p.arch == "gemma3") {  // what the converter writes (no rope.dimension_count)
+    w.set(a + "attention.key_length", Value::scalar(p.head_dim));
+    w.set(a + "attention.value_length", Value::scalar(p.head_dim));
+    w.set(a + "rope.freq_base", Value::scalar(p.rope_freq_base));
+    if (p.rope_freq_base_swa > 0) w.set(a + "rope.freq_base_swa", Value::scalar(p.rope_freq_base_swa));
+    if (p.rope_scaling_factor > 0) {
+      w.set(a + "rope.scaling.type", Value::string("linear"));
+      w.set(a + "rope.scaling.factor", Value::scalar(p.rope_scaling_factor));
+    }
+    w.set(a + "attention.sliding_window", Value::scalar(p.sliding_window));
   } else {
     w.set(a + "rope.dimension_count", Value::scalar(p.rope_dims));
     w.set(a + "rope.freq_base", Value::scalar(p.rope_freq_base));
@@ -265,13 +279,17 @@ std::vector<TensorSpec> tensor_table(const Preset& p) {
     t.push_back({b + "attn_output.weight", {q, e}, Fill::kWeight});
     t.push_back({b + "ffn_norm.weight", {e}, Fill::kOnes});
     t.push_back({b + "ffn_down.weight", {ff, e}, Fill::kWeight});
-    if (p.arch == "gemma2") {
+    if (p.arch == "gemma3") {
+      t.push_back({b + "attn_q_norm.weight", {static_cast<int64_t>(p.head_dim)}, Fill::kOnes});
+      t.push_back({b + "attn_k_norm.weight", {static_cast<int64_t>(p.head_dim)}, Fill::kOnes});
+    }
+    if (p.arch == "gemma2" || p.arch == "gemma3") {
       t.push_back({b + "post_attention_norm.weight", {e}, Fill::kOnes});
       t.push_back({b + "post_ffw_norm.weight", {e}, Fill::kOnes});
     }
   }
   t.push_back({"output_norm.weight", {e}, Fill::kOnes});
-  const bool tied = p.tied_output || p.arch == "gemma" || p.arch == "gemma2";
+  const bool tied = p.tied_output || p.arch == "gemma" || p.arch == "gemma2" || p.arch == "gemma3";
   if (!tied) t.push_back({"output.weight", {e, v}, Fill::kWeight});
   return t;
 }

@@ -20,7 +20,7 @@ enum class Slot {
   // global
   token_embd, output_norm, output, rope_factors_long, rope_factors_short, rope_freqs,
   // per layer
-  attn_norm, attn_qkv, attn_q, attn_k, attn_v, attn_output, post_attention_norm,
+  attn_norm, attn_qkv, attn_q, attn_k, attn_v, attn_q_norm, attn_k_norm, attn_output, post_attention_norm,
   ffn_norm, ffn_gate, ffn_up, ffn_down, post_ffw_norm,
   count
 };
@@ -40,9 +40,8 @@ struct Architecture {
   HParams (*read_hparams)(const gguf::GgufFile& file);
   std::vector<TensorSpec> (*tensors)(const HParams& hp);
   // Runs layer `layer` on the batch held by `f` (residual stream f.x()).
+  // Per-layer differences (window, RoPE table) are data: HParams::layers.
   void (*block)(Forward& f, int layer);
-  // Sliding window for a layer (0 = full causal attention).
-  int64_t (*layer_window)(const HParams& hp, int layer);
 };
 
 // The architecture named by general.architecture, or an Error listing the
@@ -56,6 +55,8 @@ namespace keys {
 // feed_forward_length, block_count, attention.head_count(_kv),
 // attention.layer_norm_rms_epsilon, attention.key_length / value_length,
 // rope.dimension_count, rope.freq_base. Missing required keys are errors.
+// Sets one RoPE table (rope.freq_base, the file's frequency factors) and
+// every layer to it with full causal attention.
 HParams read_common(const gguf::GgufFile& file);
 }  // namespace keys
 

@@ -23,10 +23,8 @@ std::vector<TensorSpec> tensors(const HParams& hp) {
 
 void block(Forward& f, int l) { f.pre_norm_block(l, Activation::gelu); }
 
-int64_t window(const HParams&, int) { return 0; }
-
 }  // namespace
 
-extern const Architecture kGemma{"gemma", read, tensors, block, window};
+extern const Architecture kGemma{"gemma", read, tensors, block};
 
 }  // namespace slm::model

@@ -14,7 +14,9 @@ HParams read(const gguf::GgufFile& f) {
   hp.embd_scale = std::sqrt(static_cast<float>(hp.n_embd));
   hp.attn_softcap = static_cast<float>(f.get_float(f.arch_key("attn_logit_softcapping"), 50.0));
   hp.final_softcap = static_cast<float>(f.get_float(f.arch_key("final_logit_softcapping"), 30.0));
-  hp.sliding_window = f.get_int(f.arch_key("attention.sliding_window"), 4096);
+  // Even layers attend within the window, odd layers globally.
+  const int64_t window = f.get_int(f.arch_key("attention.sliding_window"), 4096);
+  for (size_t l = 0; l < hp.layers.size(); l += 2) hp.layers[l].window = window;
   // Gemma 2 27B (46 layers) scales queries by 1/sqrt(E/H) instead of
   // 1/sqrt(D); the reference engine recognises it by its layer count.
   if (hp.n_layer == 46) hp.query_scale = 1.0f / std::sqrt(static_cast<float>(hp.n_embd / hp.n_head));
@@ -40,11 +42,8 @@ void block(Forward& f, int l) {
   f.add_residual(f.o());
 }
 
-// Even layers attend within the window, odd layers globally.
-int64_t window(const HParams& hp, int layer) { return layer % 2 == 0 ? hp.sliding_window : 0; }
-
 }  // namespace
 
-extern const Architecture kGemma2{"gemma2", read, tensors, block, window};
+extern const Architecture kGemma2{"gemma2", read, tensors, block};
 
 }  // namespace slm::model

@@ -22,10 +22,8 @@ std::vector<TensorSpec> tensors(const HParams& hp) {
 
 void block(Forward& f, int l) { f.pre_norm_block(l, Activation::silu); }
 
-int64_t window(const HParams&, int) { return 0; }
-
 }  // namespace
 
-extern const Architecture kLlama{"llama", read, tensors, block, window};
+extern const Architecture kLlama{"llama", read, tensors, block};
 
 }  // namespace slm::model

@@ -18,7 +18,6 @@ HParams read(const gguf::GgufFile& f) {
   // LongRoPE magnitude scaling; applies only when the factor tensors exist
   // (Context checks), default 1.
   hp.rope_attn_factor = static_cast<float>(f.get_float(f.arch_key("rope.scaling.attn_factor"), 1.0));
-  hp.sliding_window = f.get_int(f.arch_key("attention.sliding_window"), 0);
   return hp;
 }
 
@@ -41,10 +40,8 @@ std::vector<TensorSpec> tensors(const HParams& hp) {
 
 void block(Forward& f, int l) { f.pre_norm_block(l, Activation::silu); }
 
-int64_t window(const HParams&, int) { return 0; }
-
 }  // namespace
 
-extern const Architecture kPhi3{"phi3", read, tensors, block, window};
+extern const Architecture kPhi3{"phi3", read, tensors, block};
 
 }  // namespace slm::model
