@@ -50,10 +50,12 @@ Tokenizer::Tokenizer(const gguf::GgufFile& file) {
   const std::string& path = file.path();
   const auto model = file.get_string("tokenizer.ggml.model");
   if (!model) throw Error(fmt::format("{}: no tokenizer (tokenizer.ggml.model is missing)", path));
-  if (*model != "llama") {
-    throw Error(fmt::format("{}: tokenizer model '{}' is not supported (slm reads SentencePiece 'llama' vocabularies)",
-                            path, *model));
+  if (*model != "llama" && *model != "gpt2") {
+    throw Error(fmt::format(
+        "{}: tokenizer model '{}' is not supported (slm reads SentencePiece 'llama' and byte-level BPE 'gpt2')", path,
+        *model));
   }
+  const bool byte_level = *model == "gpt2";
   tokens_ = file.get_strings("tokenizer.ggml.tokens");
   if (tokens_.empty()) throw Error(fmt::format("{}: tokenizer.ggml.tokens is missing or empty", path));
   if (tokens_.size() > static_cast<size_t>(INT32_MAX)) throw Error(fmt::format("{}: vocabulary too large", path));
@@ -69,8 +71,21 @@ Tokenizer::Tokenizer(const gguf::GgufFile& file) {
     types_[i] = (types[i] >= 0 && types[i] <= 6) ? static_cast<TokenType>(types[i]) : TokenType::kUndefined;
   }
 
+  if (byte_level) {
+    // As the reference engine: an empty text gets a placeholder; duplicate
+    // texts make ids ambiguous and are refused.
+    for (size_t i = 0; i < tokens_.size(); ++i)
+      if (tokens_[i].empty()) tokens_[i] = fmt::format("[EMPTY_{}]", i);
+  }
   index_.reserve(tokens_.size());
-  for (size_t i = 0; i < tokens_.size(); ++i) index_[tokens_[i]] = static_cast<TokenId>(i);  // last wins, as the reference
+  for (size_t i = 0; i < tokens_.size(); ++i) {
+    const auto [it, fresh] = index_.try_emplace(tokens_[i], static_cast<TokenId>(i));
+    if (fresh) continue;
+    if (byte_level)
+      throw Error(fmt::format("{}: token {} repeats the text of token {} ('{}')", path, i, it->second, tokens_[i]));
+    it->second = static_cast<TokenId>(i);  // SentencePiece: the last one wins, as the reference engine
+  }
+  if (byte_level) bpe_ = std::make_shared<const BpeModel>(file);
 
   auto special_id = [&](const char* key, std::optional<TokenId> fallback) -> std::optional<TokenId> {
     const auto v = file.get_int(key);
@@ -80,13 +95,16 @@ Tokenizer::Tokenizer(const gguf::GgufFile& file) {
     }
     return static_cast<TokenId>(*v);
   };
-  // SentencePiece defaults: <unk> 0, <s> 1, </s> 2.
-  bos_ = special_id("tokenizer.ggml.bos_token_id", 1);
-  eos_ = special_id("tokenizer.ggml.eos_token_id", 2);
-  unk_ = special_id("tokenizer.ggml.unknown_token_id", 0);
-  add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token", true) && bos_.has_value();
+  // SentencePiece defaults: <unk> 0, <s> 1, </s> 2. Byte-level BPE has no
+  // meaningful defaults (the reference engine's 11 is not one): absent
+  // keys mean no such token; BOS is added by default only where the
+  // pre-tokenizer's family does it (Llama 3).
+  bos_ = special_id("tokenizer.ggml.bos_token_id", byte_level ? std::nullopt : std::optional<TokenId>(1));
+  eos_ = special_id("tokenizer.ggml.eos_token_id", byte_level ? std::nullopt : std::optional<TokenId>(2));
+  unk_ = special_id("tokenizer.ggml.unknown_token_id", byte_level ? std::nullopt : std::optional<TokenId>(0));
+  add_bos_ = file.get_bool("tokenizer.ggml.add_bos_token", byte_level ? bpe_->pre().add_bos : true) && bos_.has_value();
   add_eos_ = file.get_bool("tokenizer.ggml.add_eos_token", false) && eos_.has_value();
-  add_space_prefix_ = file.get_bool("tokenizer.ggml.add_space_prefix", true);
+  add_space_prefix_ = file.get_bool("tokenizer.ggml.add_space_prefix", !byte_level);
 
   for (int b = 0; b < 256; ++b) {
     const auto id = find(fmt::format("<0x{:02X}>", b));
@@ -276,7 +294,9 @@ std::vector<TokenId> Tokenizer::encode(std::string_view text, bool add_special, 
       after_special = true;
       continue;
     }
-    if (add_space_prefix_ && after_special) {
+    if (bpe_) {
+      bpe_->encode(f.text, index_, unk_.value_or(-1), out);
+    } else if (add_space_prefix_ && after_special) {
       with_prefix.assign(" ");
       with_prefix.append(f.text);
       encode_fragment(with_prefix, out);
@@ -300,6 +320,7 @@ std::string Tokenizer::token_to_piece(TokenId id, bool render_special) const {
   const std::string& text = tokens_[static_cast<size_t>(id)];
   switch (types_[static_cast<size_t>(id)]) {
     case TokenType::kNormal: {
+      if (bpe_) return BpeModel::decode_text(text);
       std::string out;
       out.reserve(text.size());
       for (size_t i = 0; i < text.size();) {

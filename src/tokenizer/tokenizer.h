@@ -1,7 +1,11 @@
-// SentencePiece-style tokenizer built from a GGUF vocabulary
-// (tokenizer.ggml.model = "llama": Phi-3, Gemma, TinyLlama, ...).
+// The tokenizer built from a GGUF vocabulary. What every model shares lives
+// here: the vocabulary, special tokens and their partition of the text,
+// BOS/EOS rules, decoding, the streaming detokenizer. Two models turn the
+// remaining text into ids: SentencePiece (tokenizer.ggml.model = "llama":
+// Phi-3, Gemma, TinyLlama; below) and byte-level BPE ("gpt2": Llama 3,
+// SmolLM2, Qwen 2, Phi-4-mini; tokenizer/bpe.h).
 //
-// Encoding follows the reference engines exactly:
+// SentencePiece encoding follows the reference engines exactly:
 //  1. special-token partition: control / user-defined / unknown-typed token
 //     texts found in the input become those tokens (control and unknown only
 //     when parse_special is set; user-defined always, as SentencePiece does);
@@ -14,12 +18,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/bpe.h"
 #include "tokenizer/utf8.h"
 
 namespace slm::gguf {
@@ -28,8 +34,6 @@ class GgufFile;
 
 // Internal text layer; the public API wraps it (include/slm/tokenizer.h).
 namespace slm::text {
-
-using TokenId = int32_t;
 
 // tokenizer.ggml.token_type values (SentencePiece piece types).
 enum class TokenType : int32_t {
@@ -45,8 +49,9 @@ enum class TokenType : int32_t {
 class Tokenizer {
  public:
   // Reads the vocabulary from a model or vocabulary-only file. Throws
-  // slm::Error for a tokenizer model other than "llama", missing or
-  // inconsistent arrays, or special ids outside the vocabulary.
+  // slm::Error for a tokenizer model other than "llama" / "gpt2", missing or
+  // inconsistent arrays, special ids outside the vocabulary, and (BPE) an
+  // unknown pre-tokenizer, missing or malformed merges or duplicate tokens.
   explicit Tokenizer(const gguf::GgufFile& file);
   // Movable, not copyable: the lookup index views the token strings.
   Tokenizer(Tokenizer&&) = default;
@@ -86,6 +91,9 @@ class Tokenizer {
   bool add_bos() const { return add_bos_; }
   bool add_eos() const { return add_eos_; }
   bool add_space_prefix() const { return add_space_prefix_; }
+  // Byte-level BPE ("gpt2") rather than SentencePiece; its pre-tokenizer.
+  bool byte_level() const { return bpe_ != nullptr; }
+  const BpeModel* bpe() const { return bpe_.get(); }
   // Control tokens (<s>, <|end|>, ...) decode to nothing unless rendered;
   // which of them end a turn is the chat template's call (stop_tokens).
   bool is_control(TokenId id) const { return is_valid(id) && token_type(id) == TokenType::kControl; }
@@ -113,6 +121,7 @@ class Tokenizer {
   bool add_eos_ = false;
   bool add_space_prefix_ = true;
   bool words_are_independent_ = false;  // see encode_fragment
+  std::shared_ptr<const BpeModel> bpe_;  // set for byte-level BPE vocabularies
 };
 
 // Turns a stream of generated ids into text for display: only complete UTF-8

@@ -40,30 +40,57 @@ class Phi3Vocab : public ::testing::Test {
 
 // Cases are separated by a line "__ggml_vocab_test__"; the .out file has one
 // line of ids per case (no BOS, special-token text as plain text).
-TEST_F(Phi3Vocab, ReferenceInpOutCases) {
-  const std::string base = test::testdata_dir() + "/tokenizer/ggml-vocab-phi-3.gguf";
+struct VocabCases {
+  std::vector<std::string> texts;
+  std::vector<std::vector<TokenId>> ids;
+};
+VocabCases read_vocab_cases(const std::string& base) {
+  VocabCases c;
   const std::string inp = read_text(base + ".inp");
   const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> cases;
   for (size_t pos = 0;;) {
     const size_t next = inp.find(sep, pos);
     if (next == std::string::npos) break;
-    cases.push_back(inp.substr(pos, next - pos));
+    c.texts.push_back(inp.substr(pos, next - pos));
     pos = next + sep.size();
   }
   std::ifstream out(base + ".out");
-  std::vector<std::vector<TokenId>> expected;
   for (std::string line; std::getline(out, line);) {
     std::istringstream ss(line);
     std::vector<TokenId> ids;
     for (TokenId id; ss >> id;) ids.push_back(id);
-    expected.push_back(ids);
+    c.ids.push_back(ids);
   }
-  ASSERT_EQ(cases.size(), test::expected::kVocabCases);
-  ASSERT_EQ(cases.size(), expected.size());
-  for (size_t i = 0; i < cases.size(); ++i) {
-    EXPECT_EQ(tok_->encode(cases[i], false, false), expected[i]) << "case " << i << ": '" << cases[i] << "'";
-    EXPECT_EQ(tok_->decode(tok_->encode(cases[i], false, false)), cases[i]) << "case " << i;
+  return c;
+}
+
+// Every vocabulary in testdata/tokenizer (SentencePiece Phi-3 and the
+// byte-level BPE ones with their pre-tokenizers): every case exact, and
+// decode(encode(s)) == s.
+TEST(TokenizerVocabs, EveryReferenceVocabularyEveryCase) {
+  SLM_REQUIRE_TESTDATA();
+  const std::vector<std::pair<std::string, std::string>> vocabs = {
+      {"phi-3", "llama"},        {"gpt-2", "gpt2"},         {"starcoder", "gpt2"},
+      {"falcon", "gpt2"},        {"mpt", "gpt2"},           {"deepseek-llm", "gpt2"},
+      {"gpt-2-pre-llama-bpe", "gpt2"}, {"gpt-2-pre-smollm", "gpt2"}};
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(test::testdata_dir() + "/tokenizer"))
+    if (e.path().extension() == ".gguf") ++files;
+  ASSERT_EQ(files, vocabs.size()) << "a vocabulary in testdata/tokenizer is not in this list";
+  for (const auto& [name, model] : vocabs) {
+    SCOPED_TRACE(name);
+    const std::string base = test::testdata_dir() + "/tokenizer/ggml-vocab-" + name + ".gguf";
+    const gguf::GgufFile file(base);
+    ASSERT_EQ(file.get_string("tokenizer.ggml.model", ""), model);
+    const Tokenizer tok(file);
+    const VocabCases c = read_vocab_cases(base);
+    ASSERT_EQ(c.texts.size(), test::expected::kVocabCases);
+    ASSERT_EQ(c.texts.size(), c.ids.size());
+    for (size_t i = 0; i < c.texts.size(); ++i) {
+      const auto ids = tok.encode(c.texts[i], false, false);
+      EXPECT_EQ(ids, c.ids[i]) << "case " << i << ": '" << c.texts[i] << "'";
+      EXPECT_EQ(tok.decode(ids), c.texts[i]) << "case " << i;
+    }
   }
 }
 
@@ -213,15 +240,27 @@ TEST(Tokenizer, UnsupportedOrBrokenVocabularies) {
   gguf::GgufWriter none;
   none.set("general.architecture", gguf::Value::string("llama"));
   EXPECT_THROW(load(none, "none.gguf"), Error);
-  gguf::GgufWriter bpe;
-  bpe.set("tokenizer.ggml.model", gguf::Value::string("gpt2"));
-  bpe.set("tokenizer.ggml.tokens", gguf::Value::string_array({"a"}));
-  try {
-    load(bpe, "bpe.gguf");
-    FAIL();
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("gpt2"), std::string::npos);
-  }
+  // Byte-level BPE: each broken piece is an error that names it.
+  auto expect_bpe_error = [&](const std::vector<std::string>& tokens, const std::vector<std::string>* merges,
+                              const char* pre, const std::string& needle) {
+    gguf::GgufWriter w;
+    w.set("tokenizer.ggml.model", gguf::Value::string("gpt2"));
+    if (pre) w.set("tokenizer.ggml.pre", gguf::Value::string(pre));
+    w.set("tokenizer.ggml.tokens", gguf::Value::string_array(tokens));
+    if (merges) w.set("tokenizer.ggml.merges", gguf::Value::string_array(*merges));
+    try {
+      load(w, "bpe.gguf");
+      ADD_FAILURE() << "expected an error mentioning " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  const std::vector<std::string> good_merges = {"a b"}, bad_merges = {"a b", "ab"}, empty_merges = {};
+  expect_bpe_error({"a", "b", "ab"}, nullptr, "gpt-2", "without tokenizer.ggml.merges");
+  expect_bpe_error({"a", "b", "ab"}, &empty_merges, "gpt-2", "merges is empty");
+  expect_bpe_error({"a", "b", "ab"}, &bad_merges, "gpt-2", "merge 1 ('ab') is not two texts");
+  expect_bpe_error({"a", "b", "a"}, &good_merges, "gpt-2", "token 2 repeats the text of token 0");
+  expect_bpe_error({"a", "b", "ab"}, &good_merges, "gpt2", "unknown pre-tokenizer 'gpt2'");
   gguf::GgufWriter mismatch;
   mismatch.set("tokenizer.ggml.model", gguf::Value::string("llama"));
   mismatch.set("tokenizer.ggml.tokens", gguf::Value::string_array({"a", "b"}));
