@@ -17,11 +17,25 @@ struct FormatName {
 constexpr FormatName kNames[] = {
     {ChatFormat::kPhi3, "phi3"},     {ChatFormat::kPhi35, "phi3.5"},     {ChatFormat::kPhi4, "phi4"},
     {ChatFormat::kGemma, "gemma"},   {ChatFormat::kLlama3, "llama3"},    {ChatFormat::kLlama31, "llama3.1"},
-    {ChatFormat::kChatML, "chatml"}, {ChatFormat::kQwen2, "qwen2"},
+    {ChatFormat::kChatML, "chatml"}, {ChatFormat::kQwen2, "qwen2"},     {ChatFormat::kSmolLM, "smollm"},
 };
 
-// Qwen 2.5's template says this when the conversation has no system message.
-constexpr std::string_view kQwenDefaultSystem = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+// ChatML variants whose official template injects a system turn when the
+// conversation has none: the text, which also identifies the template.
+struct DefaultSystem {
+  ChatFormat format;
+  std::string_view text;
+};
+constexpr DefaultSystem kDefaultSystems[] = {
+    {ChatFormat::kQwen2, "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."},
+    {ChatFormat::kSmolLM, "You are a helpful AI assistant named SmolLM, trained by Hugging Face"},
+};
+
+std::string_view default_system(ChatFormat format) {
+  for (const auto& d : kDefaultSystems)
+    if (d.format == format) return d.text;
+  return {};
+}
 
 bool contains(std::string_view haystack, std::string_view needle) {
   return haystack.find(needle) != std::string_view::npos;
@@ -80,7 +94,11 @@ std::optional<ChatFormat> detect_chat_format(std::string_view t) {
     if (contains(t, "<|system|>")) return ChatFormat::kPhi35;
     if (contains(t, "<|end|>")) return ChatFormat::kPhi3;
   }
-  if (contains(t, "<|im_start|>")) return contains(t, kQwenDefaultSystem) ? ChatFormat::kQwen2 : ChatFormat::kChatML;
+  if (contains(t, "<|im_start|>")) {
+    for (const auto& d : kDefaultSystems)
+      if (contains(t, d.text)) return d.format;
+    return ChatFormat::kChatML;
+  }
   return std::nullopt;
 }
 
@@ -159,9 +177,9 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       return out;
     case ChatFormat::kChatML:
-    case ChatFormat::kQwen2: {
-      const std::string system_text =
-          system.empty() && format_ == ChatFormat::kQwen2 ? std::string(kQwenDefaultSystem) : system;
+    case ChatFormat::kQwen2:
+    case ChatFormat::kSmolLM: {
+      const std::string system_text = system.empty() ? std::string(default_system(format_)) : system;
       if (!system_text.empty()) out += "<|im_start|>system\n" + system_text + "<|im_end|>\n";
       for (const ChatMessage& m : turns) out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       if (add_generation_prompt) out += "<|im_start|>assistant\n";
@@ -180,7 +198,8 @@ std::vector<std::string> ChatTemplate::stop_texts() const {
     case ChatFormat::kLlama3:
     case ChatFormat::kLlama31: return {"<|eot_id|>", "<|end_of_text|>", "<|eom_id|>"};
     case ChatFormat::kChatML:
-    case ChatFormat::kQwen2: return {"<|im_end|>", "<|endoftext|>"};
+    case ChatFormat::kQwen2:
+    case ChatFormat::kSmolLM: return {"<|im_end|>", "<|endoftext|>"};
   }
   return {};
 }

@@ -40,10 +40,11 @@ enum class ChatFormat {
   kLlama31,  // Llama 3.1 / 3.2: Llama 3 plus the dated system header
   kChatML,   // <|im_start|>user\n...<|im_end|>\n
   kQwen2,    // Qwen 2 / 2.5: ChatML with a default system prompt when none is given
+  kSmolLM,   // SmolLM2-Instruct: ChatML with its own default system prompt
 };
 
 std::string_view chat_format_name(ChatFormat format);
-// "phi3", "phi3.5", "phi4", "gemma", "llama3", "llama3.1", "chatml", "qwen2".
+// "phi3", "phi3.5", "phi4", "gemma", "llama3", "llama3.1", "chatml", "qwen2", "smollm".
 std::optional<ChatFormat> chat_format_from_name(std::string_view name);
 // Recognises a Jinja chat template; nullopt when it is none of the above.
 std::optional<ChatFormat> detect_chat_format(std::string_view jinja);

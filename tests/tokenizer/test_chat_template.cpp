@@ -91,6 +91,24 @@ TEST(ChatTemplate, MatchesMoreOfficialRenderings) {
   EXPECT_EQ(checked, test::expected::kMoreChatTemplateCases);
 }
 
+// SmolLM2-Instruct's official template (tokenizer-bpe.md §8.1): ChatML that
+// injects its default system turn when the conversation has none.
+TEST(ChatTemplate, SmolLM2InjectsItsDefaultSystemTurn) {
+  const std::string official =
+      "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+      "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}"
+      "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+      "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  const auto format = detect_chat_format(official);
+  ASSERT_EQ(format, ChatFormat::kSmolLM);
+  const ChatTemplate tmpl(*format);
+  EXPECT_EQ(tmpl.render({{"user", "Hi"}}, true),
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(tmpl.render({{"system", "S"}, {"user", "Hi"}}, true),
+            "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
 TEST(ChatTemplate, DetectsFamiliesAndNames) {
   EXPECT_EQ(detect_chat_format("{% for m in messages %}<|im_start|>{{ m.role }}"), ChatFormat::kChatML);
   EXPECT_EQ(detect_chat_format("{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }}{{ '<|assistant|>' }}"),
@@ -98,7 +116,8 @@ TEST(ChatTemplate, DetectsFamiliesAndNames) {
   EXPECT_EQ(detect_chat_format("{{ '<|start_header_id|>' }}"), ChatFormat::kLlama3);
   EXPECT_FALSE(detect_chat_format("{{ messages }}").has_value());
   for (ChatFormat f : {ChatFormat::kPhi3, ChatFormat::kPhi35, ChatFormat::kPhi4, ChatFormat::kGemma,
-                       ChatFormat::kLlama3, ChatFormat::kLlama31, ChatFormat::kChatML, ChatFormat::kQwen2}) {
+                       ChatFormat::kLlama3, ChatFormat::kLlama31, ChatFormat::kChatML, ChatFormat::kQwen2,
+                       ChatFormat::kSmolLM}) {
     EXPECT_EQ(chat_format_from_name(chat_format_name(f)), f);
   }
   EXPECT_FALSE(chat_format_from_name("vicuna").has_value());

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "commands.h"
+#include "model_dir.h"
 #include "core/log.h"
 #include "cpu/parallel.h"
 #include "slm/slm.h"
@@ -42,7 +43,8 @@ struct GenOptions {
 };
 
 void add_gen_options(CLI::App* sub, GenOptions& o) {
-  sub->add_option("-m,--model", o.model, "GGUF model file")->required();
+  sub->add_option("-m,--model", o.model,
+                  "GGUF model file, or a model's name in the model folder (slm list); default: the default model");
   sub->add_option("-n,--n-predict", o.n_predict, "Most tokens to generate (-1 = until the end of the answer)")
       ->capture_default_str();
   sub->add_option("--temp", o.temp, "Temperature (0 = greedy)")->capture_default_str()->check(CLI::Range(0.0f, 100.0f));
@@ -85,7 +87,8 @@ SessionParams session_params(const GenOptions& o) {
 }
 
 // Loads a model; on a terminal, files over 256 MiB show a progress line.
-std::shared_ptr<const Model> load_model(const std::string& path) {
+std::shared_ptr<const Model> load_model(const std::string& arg) {
+  const std::string path = resolve_model(arg);
   ModelParams mp;
   std::ifstream probe(path, std::ios::binary | std::ios::ate);
   const bool big = probe && probe.tellg() > (std::streamoff{256} << 20);

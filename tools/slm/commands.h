@@ -22,5 +22,6 @@ Command add_run(CLI::App& app);
 Command add_chat(CLI::App& app);
 Command add_quantize(CLI::App& app);
 Command add_perplexity(CLI::App& app);
+Command add_list(CLI::App& app);
 
 }  // namespace slm::cli

@@ -41,6 +41,7 @@ int main(int argc, char** argv) {
   add(slm::cli::add_chat);
   add(slm::cli::add_quantize);
   add(slm::cli::add_perplexity);
+  add(slm::cli::add_list);
 
   try {
     app.parse(argc, argv);
