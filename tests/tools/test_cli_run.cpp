@@ -54,10 +54,12 @@ TEST(CliRun, BadInputGetsOneClearLine) {
       {"run -m " + q(vocab_model()) + " -p hi --top-p 2", "--top-p"},
       {"run -m " + q(vocab_model()) + " -p hi --bogus", "--bogus"},
       {"run -m " + q(vocab_model()) + " -p 'one two three four five six seven' -c 4", "context"},
-      {"chat", "--model"},
+      {"chat -m /no/such/model.gguf", "/no/such/model.gguf"},
+      // No -m and no default model in the model folder: how to fetch it.
+      {"run -p hi", "tools/fetch-models"},
   };
   for (const Case& c : cases) {
-    const auto r = test::run_command(bin + " " + c.args + " 2>&1 </dev/null");
+    const auto r = test::run_command("SLM_MODELS=/nonexistent/models " + bin + " " + c.args + " 2>&1 </dev/null");
     EXPECT_NE(r.exit_code, 0) << c.args;
     EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << " -> " << r.output;
     // One line, nothing else (stdout and stderr together).
@@ -65,7 +67,7 @@ TEST(CliRun, BadInputGetsOneClearLine) {
     EXPECT_EQ(r.output.rfind("slm: error: ", 0), 0u) << c.args << " -> " << r.output;
   }
   // Usage errors (bad flags, missing or bad values) exit with status 2.
-  for (const char* args : {"run --bogus", "chat", "run -m x -p hi --top-p 2", "info --json", "bench -m x -t zero"}) {
+  for (const char* args : {"run --bogus", "chat --bogus", "run -m x -p hi --top-p 2", "info --json", "bench -m x -t zero"}) {
     const auto r = test::run_command(bin + " " + args + " 2>&1 </dev/null");
     EXPECT_EQ(r.exit_code, 2) << args << " -> " << r.output;
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << args << " -> " << r.output;
