@@ -58,6 +58,20 @@ TEST(RealModels, SmolLM2TokenizerMatchesHuggingFace) {
   EXPECT_EQ(model->tokenizer().decode(ids), text);
 }
 
+// The same text on Gemma 3's 262144-piece SentencePiece vocabulary against
+// Hugging Face `tokenizers` (tools/gen-spm-reference.py).
+TEST(RealModels, Gemma3TokenizerMatchesHuggingFace) {
+  SLM_REQUIRE_MODEL(kGemma3);
+  std::ifstream in(data_file("gemma3_mixed_text.json"));
+  const auto ref = nlohmann::json::parse(in);
+  const auto model = Model::load(path_of(kGemma3));
+  const std::string text = ref.at("text");
+  ASSERT_GT(text.size(), 2000u);
+  const auto ids = model->tokenizer().encode(text, false, false);
+  EXPECT_EQ(ids, ref.at("ids").get<std::vector<TokenId>>());
+  EXPECT_EQ(model->tokenizer().decode(ids), text);
+}
+
 // Perplexity on tests/data/english.txt (4 kB of plain English prose),
 // 256-token chunks. Measured on 2026-11-25: SmolLM2 13.8, Gemma 3 12.0 (the
 // same on every kernel path within the estimate's noise). A trained small
