@@ -77,6 +77,31 @@ TEST(CliSynth, Gemma3PresetLoadsAndRuns) {
   std::filesystem::remove(out);
 }
 
+// The 27B's rule, on a tiny stand-in: 62 layers scale queries by
+// 1/sqrt(E/H) (no key stores it), any other count by 1/sqrt(D); linear RoPE
+// scaling applies to the global table only.
+TEST(CliSynth, Gemma3QueryScaleAndScalingFollowTheLayerCount) {
+  const std::string dir = test::temp_path("g3presets");
+  std::filesystem::create_directories(dir);
+  for (int layers : {61, 62}) {
+    std::ofstream(dir + "/g3-" + std::to_string(layers) + ".json")
+        << R"({"name": "g3", "architecture": "gemma3", "context_length": 1024, "embedding_length": 64,
+               "feed_forward_length": 64, "block_count": )"
+        << layers << R"(, "head_count": 2, "head_count_kv": 1, "head_dim": 16, "layer_norm_rms_epsilon": 1e-06,
+               "vocab_size": 300, "sliding_window": 8, "rope_freq_base": 1000000.0, "rope_scaling_factor": 8.0})";
+    const std::string out = test::temp_path("g3-" + std::to_string(layers) + ".gguf");
+    const auto r = test::run_command(test::slm_binary() + " synth --presets-dir " + dir + " --preset g3-" +
+                                         std::to_string(layers) + " --type f32 " + out, true);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto m = model::Model::load(out);
+    const model::HParams& hp = m->hparams();
+    EXPECT_FLOAT_EQ(hp.query_scale, 1.0f / std::sqrt(layers == 62 ? 32.0f : 16.0f)) << layers << " layers";
+    ASSERT_EQ(hp.rope_tables.size(), 2u);
+    EXPECT_EQ(hp.rope_tables[0].linear_factor, 8.0f);  // global
+    EXPECT_EQ(hp.rope_tables[1].linear_factor, 1.0f);  // local: never scaled
+  }
+}
+
 TEST(CliSynth, F16WeightsAreFiniteAndScaled) {
   const std::string out = test::temp_path("gemma-f16.gguf");
   const auto r = test::run_command(test::slm_binary() + " synth --preset gemma-tiny --type f16 " + out, true);
