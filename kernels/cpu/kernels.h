@@ -66,10 +66,11 @@ struct TypeKernels {
 // Attention for one query head over a contiguous range of cached keys.
 struct AttentionArgs {
   const float* q = nullptr;  // [head_dim]
-  const void* k = nullptr;   // key of position j at k + j * kv_stride elements
+  const void* k = nullptr;   // key of position j at k + row(j) * kv_stride elements
   const void* v = nullptr;   // same layout as k
   bool kv_f16 = true;        // K/V element type: f16 bits or f32
-  int64_t kv_stride = 0;     // elements between consecutive positions
+  int64_t kv_stride = 0;     // elements between consecutive rows
+  int64_t ring = 0;          // row(j) = j, or j % ring for a ring buffer of that many rows
   int head_dim = 0;
   int64_t first = 0;         // attend to positions [first, last]
   int64_t last = 0;

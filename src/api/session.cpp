@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "api/internal.h"
+#include "core/log.h"
 #include "model/forward.h"
 #include "slm/error.h"
 
@@ -68,8 +69,19 @@ int64_t Session::n_ctx() const { return impl_->ctx.n_ctx(); }
 const std::vector<TokenId>& Session::tokens() const { return impl_->tokens; }
 
 void Session::rewind(int64_t n) {
-  impl_->ctx.rewind(n);
-  impl_->tokens.resize(static_cast<size_t>(n));
+  if (n < 0 || n > n_past()) throw Error(fmt::format("cannot rewind to position {} (at {})", n, n_past()));
+  if (impl_->ctx.can_rewind(n)) {
+    impl_->ctx.rewind(n);
+    impl_->tokens.resize(static_cast<size_t>(n));
+    return;
+  }
+  // The sliding-window rings have moved past what position n needs: evaluate
+  // the kept tokens again from the start (as the reference engine does).
+  std::vector<TokenId> keep(impl_->tokens.begin(), impl_->tokens.begin() + static_cast<std::ptrdiff_t>(n));
+  logger().debug("rewind to {}: the sliding-window cache no longer holds it; evaluating {} tokens again", n, n);
+  impl_->ctx.rewind(0);
+  impl_->tokens.clear();
+  evaluate(keep);
 }
 
 const Model& Session::model() const { return *impl_->model; }

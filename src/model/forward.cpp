@@ -16,23 +16,29 @@ namespace slm::model {
 // ---------------------------------------------------------------------------
 // KvCache
 
-KvCache::KvCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, bool f16)
-    : n_layer_(n_layer), n_ctx_(n_ctx), kv_dim_(kv_dim), f16_(f16), elem_(f16 ? 2 : 4) {
-  const double bytes = 2.0 * static_cast<double>(n_layer) * static_cast<double>(n_ctx) * static_cast<double>(kv_dim) *
-                       static_cast<double>(elem_);
+KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16)
+    : rows_(rows), n_ctx_(n_ctx), kv_dim_(kv_dim), f16_(f16), elem_(f16 ? 2 : 4) {
+  double bytes = 0;
+  for (int64_t r : rows_) bytes += 2.0 * static_cast<double>(r) * static_cast<double>(kv_dim) * static_cast<double>(elem_);
   if (bytes > 256.0 * (1ull << 30))
     throw Error(fmt::format("KV cache of {:.1f} GiB for a context of {} is too large; use a smaller context",
                             bytes / (1ull << 30), n_ctx));
-  data_.resize(static_cast<size_t>(bytes));
+  size_t at = 0;
+  for (int64_t r : rows_) {
+    offset_.push_back(at);
+    at += 2 * static_cast<size_t>(r * kv_dim) * elem_;
+  }
+  data_.resize(at);
 }
 
 void* KvCache::base(int layer, int which) {
-  const size_t per = static_cast<size_t>(n_ctx_ * kv_dim_) * elem_;
-  return data_.data() + (static_cast<size_t>(layer) * 2 + static_cast<size_t>(which)) * per;
+  const size_t per = static_cast<size_t>(rows(layer) * kv_dim_) * elem_;
+  return data_.data() + offset_[static_cast<size_t>(layer)] + static_cast<size_t>(which) * per;
 }
 
 void KvCache::store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k) {
-  uint8_t* dst = static_cast<uint8_t*>(base(layer, which)) + static_cast<size_t>(pos * kv_dim_) * elem_;
+  const int64_t r = pos % rows(layer);  // the identity for full-context layers (pos < n_ctx)
+  uint8_t* dst = static_cast<uint8_t*>(base(layer, which)) + static_cast<size_t>(r * kv_dim_) * elem_;
   if (f16_)
     k.f32_to_f16(row, reinterpret_cast<uint16_t*>(dst), kv_dim_);
   else
@@ -169,6 +175,7 @@ void Forward::attention(int layer, const float* in, float* out) {
       a.v = vbase + static_cast<size_t>(g * D) * elem;
       a.kv_f16 = cache_.f16();
       a.kv_stride = kvd;
+      a.ring = cache_.is_ring(layer) ? cache_.rows(layer) : 0;
       a.head_dim = static_cast<int>(D);
       a.last = pos(t);
       a.first = window > 0 ? std::max<int64_t>(0, pos(t) - window + 1) : 0;
@@ -224,7 +231,16 @@ ContextParams resolve(const Model& model, ContextParams p) {
 Context::Context(const Model& model, const ContextParams& params)
     : model_(model),
       params_(resolve(model, params)),
-      cache_(model.hparams().n_layer, params_.n_ctx, model.hparams().kv_dim(), params_.kv_f16),
+      cache_(
+          [&] {
+            // A sliding-window layer needs the window before the batch's first
+            // position plus the batch itself: a ring of W + n_batch - 1 rows.
+            std::vector<int64_t> rows;
+            for (const LayerSpec& l : model.hparams().layers)
+              rows.push_back(l.window > 0 ? std::min(params_.n_ctx, l.window + params_.n_batch - 1) : params_.n_ctx);
+            return rows;
+          }(),
+          params_.n_ctx, model.hparams().kv_dim(), params_.kv_f16),
       ropes_([&] {
         // The file's frequency factors: LongRoPE (phi3 128k) takes the long
         // ones when this context exceeds the original training context, else
@@ -254,10 +270,20 @@ Context::Context(const Model& model, const ContextParams& params)
         return out;
       }()),
       fwd_(model, cache_, kernels::active_kernels(), params_.n_threads, params_.n_batch, ropes_) {
-  logger().debug("context: {} positions, batch {}, {} threads, KV cache {} ({:.1f} MiB), scratch {:.1f} MiB, kernels {}",
-                 params_.n_ctx, params_.n_batch, params_.n_threads, params_.kv_f16 ? "f16" : "f32",
-                 static_cast<double>(cache_.bytes()) / (1 << 20), static_cast<double>(fwd_.scratch_bytes()) / (1 << 20),
-                 kernels::isa_name(kernels::active_kernels().isa));
+  valid_from_.assign(static_cast<size_t>(model.hparams().n_layer), 0);
+  int n_ring = 0;
+  int64_t ring_rows = 0;
+  for (int l = 0; l < model.hparams().n_layer; ++l)
+    if (cache_.is_ring(l)) ++n_ring, ring_rows = cache_.rows(l);
+  const double full_mib = 2.0 * static_cast<double>(model.hparams().n_layer * params_.n_ctx * model.hparams().kv_dim()) *
+                          (params_.kv_f16 ? 2 : 4) / (1 << 20);
+  logger().debug("context: {} positions, batch {}, {} threads, kernels {}; scratch {:.1f} MiB", params_.n_ctx,
+                 params_.n_batch, params_.n_threads, kernels::isa_name(kernels::active_kernels().isa),
+                 static_cast<double>(fwd_.scratch_bytes()) / (1 << 20));
+  logger().debug("KV cache ({}): {:.1f} MiB — {} layers over the whole context, {} sliding-window layers in rings of {} "
+                 "positions ({:.1f} MiB without the rings)",
+                 params_.kv_f16 ? "f16" : "f32", static_cast<double>(cache_.bytes()) / (1 << 20),
+                 model.hparams().n_layer - n_ring, n_ring, ring_rows, full_mib);
 }
 
 void Context::evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits) {
@@ -274,6 +300,9 @@ void Context::evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::v
     const int64_t nb = std::min(params_.n_batch, n - b0);
     fwd_.begin(tokens + b0, nb, n_past_);
     for (int l = 0; l < hp.n_layer; ++l) model_.arch().block(fwd_, l);
+    for (int l = 0; l < hp.n_layer; ++l)  // rows that wrapped around now hold newer positions
+      valid_from_[static_cast<size_t>(l)] =
+          std::max(valid_from_[static_cast<size_t>(l)], n_past_ + nb - cache_.rows(l));
     if (all_logits)
       fwd_.logits(0, logits.data() + b0 * hp.n_vocab);
     else if (b0 + nb == n)
@@ -282,9 +311,25 @@ void Context::evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::v
   }
 }
 
+bool Context::can_rewind(int64_t n) const {
+  if (n == 0) return true;
+  const HParams& hp = model_.hparams();
+  for (int l = 0; l < hp.n_layer; ++l) {
+    const int64_t window = hp.layers[static_cast<size_t>(l)].window;
+    // Position n attends to [n - window + 1, n]; all but n itself must still be held.
+    if (cache_.is_ring(l) && std::max<int64_t>(0, n - window + 1) < valid_from_[static_cast<size_t>(l)]) return false;
+  }
+  return true;
+}
+
 void Context::rewind(int64_t n) {
   if (n < 0 || n > n_past_) throw Error(fmt::format("cannot rewind to position {} (at {})", n, n_past_));
+  if (!can_rewind(n))
+    throw Error(fmt::format("cannot rewind to position {}: the sliding-window cache no longer holds the positions "
+                            "before it (evaluate the tokens again from the start)",
+                            n));
   n_past_ = n;  // later positions are overwritten before they are read again
+  if (n == 0) std::fill(valid_from_.begin(), valid_from_.end(), 0);
 }
 
 }  // namespace slm::model

@@ -18,22 +18,29 @@ struct ContextParams {
   bool kv_f16 = true;    // K/V stored as f16 (half the memory) or f32
 };
 
-// K and V for every layer and position: layer l, position p, kv head g
-// starts at element (p * KV + g) * D of k(l) / v(l).
+// K and V for every layer: layer l holds rows(l) rows of kv_dim elements —
+// every position of the context (rows == n_ctx), or, for a sliding-window
+// layer, a ring of the last rows(l) positions (position p in row p % rows).
+// Kv head g of a row starts at element g * D.
 class KvCache {
  public:
-  KvCache(int64_t n_layer, int64_t n_ctx, int64_t kv_dim, bool f16);
+  // rows[l]: rows of layer l (n_ctx, or a ring size below it).
+  KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16);
   void* k(int layer) { return base(layer, 0); }
   void* v(int layer) { return base(layer, 1); }
   bool f16() const { return f16_; }
   int64_t n_ctx() const { return n_ctx_; }
+  int64_t rows(int layer) const { return rows_[static_cast<size_t>(layer)]; }
+  bool is_ring(int layer) const { return rows(layer) < n_ctx_; }
   size_t bytes() const { return data_.size(); }
-  // Stores one position's K or V row (kv_dim floats).
+  // Stores position pos's K or V (kv_dim floats) in its row.
   void store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k);
 
  private:
   void* base(int layer, int which);
-  int64_t n_layer_, n_ctx_, kv_dim_;
+  std::vector<int64_t> rows_;
+  std::vector<size_t> offset_;  // byte offset of layer l's K; its V follows
+  int64_t n_ctx_, kv_dim_;
   bool f16_;
   size_t elem_;
   std::vector<uint8_t> data_;
@@ -119,8 +126,13 @@ class Context {
   int64_t n_past() const { return n_past_; }
   int64_t n_ctx() const { return cache_.n_ctx(); }
   const ContextParams& params() const { return params_; }
-  // Forgets every position from n on (n <= n_past()).
+  // Forgets every position from n on (n <= n_past()). Throws slm::Error
+  // when !can_rewind(n).
   void rewind(int64_t n);
+  // Whether the sliding-window rings still hold the window before position
+  // n (they keep only their last rows; going further back needs the tokens
+  // evaluated again from the start — Session does that). Always true for 0.
+  bool can_rewind(int64_t n) const;
   size_t kv_bytes() const { return cache_.bytes(); }
   size_t scratch_bytes() const { return fwd_.scratch_bytes(); }
 
@@ -131,6 +143,9 @@ class Context {
   std::vector<RopeState> ropes_;
   Forward fwd_;
   int64_t n_past_ = 0;
+  // Per layer: the lowest position whose ring row still holds it (0 for
+  // full-context layers); grows as positions wrap around the ring.
+  std::vector<int64_t> valid_from_;
 };
 
 }  // namespace slm::model

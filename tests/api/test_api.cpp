@@ -292,6 +292,28 @@ TEST(ApiGenerate, StopTextSplitAcrossTokensIsNeverStreamed) {
   EXPECT_EQ(streamed, r.text) << "stop text '" << stop << "' leaked";
 }
 
+// Session::rewind past what the sliding-window rings hold evaluates the
+// kept tokens again: the next logits equal a fresh session's.
+TEST(Api, RewindBeyondTheSlidingWindowRingReevaluates) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/gemma3-tiny.gguf");
+  std::vector<TokenId> tokens(90);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<TokenId>((i * 53 + 5) % 512);
+  SessionParams sp;
+  sp.n_ctx = 128;
+  sp.n_batch = 4;  // rings of 11 rows
+  Session s(model, sp);
+  s.evaluate(tokens);
+  s.rewind(40);
+  EXPECT_EQ(s.n_past(), 40);
+  EXPECT_EQ(s.tokens(), std::vector<TokenId>(tokens.begin(), tokens.begin() + 40));
+  const std::vector<float> next = s.decode(7);
+  Session fresh(model, sp);
+  std::vector<TokenId> prefix(tokens.begin(), tokens.begin() + 40);
+  prefix.push_back(7);
+  EXPECT_EQ(fresh.evaluate(prefix), next);
+}
+
 // Two sessions on one model in two threads = one after the other.
 TEST(Api, TwoSessionsInTwoThreadsMatchSequentialRuns) {
   SLM_REQUIRE_TESTDATA();

@@ -217,5 +217,41 @@ TEST(KernelOps, AttentionF16AndF32CacheWithSoftcap) {
   }
 }
 
+// A ring buffer (position j in row j % ring) gives exactly the attention of
+// the plain layout, on every path: the same rows in the same order.
+TEST(KernelOps, AttentionOverARingEqualsThePlainLayout) {
+  const int D = 40, n_pos = 30, ring = 7, first = 21, last = 27;
+  const int64_t stride = D;
+  const auto q = testing::gaussian(D, 31), k = testing::gaussian(n_pos * D, 32), v = testing::gaussian(n_pos * D, 33);
+  std::vector<float> kr(ring * D), vr(ring * D);
+  for (int p = first; p <= last; ++p)
+    for (int d = 0; d < D; ++d) {
+      kr[static_cast<size_t>((p % ring) * D + d)] = k[static_cast<size_t>(p * D + d)];
+      vr[static_cast<size_t>((p % ring) * D + d)] = v[static_cast<size_t>(p * D + d)];
+    }
+  for (Isa isa : available_isas()) {
+    std::vector<float> scores(n_pos), plain(D), ringed(D);
+    AttentionArgs a;
+    a.q = q.data();
+    a.kv_f16 = false;
+    a.kv_stride = stride;
+    a.head_dim = D;
+    a.first = first;
+    a.last = last;
+    a.scale = 0.2f;
+    a.scores = scores.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.out = plain.data();
+    kernel_table(isa).attention(a);
+    a.k = kr.data();
+    a.v = vr.data();
+    a.ring = ring;
+    a.out = ringed.data();
+    kernel_table(isa).attention(a);
+    EXPECT_EQ(ringed, plain) << testing::isa_label(isa);
+  }
+}
+
 }  // namespace
 }  // namespace slm::kernels

@@ -252,6 +252,45 @@ TEST(ModelContext, RewindContinuesLikeAFreshRun) {
   EXPECT_THROW(reused.rewind(11), Error);  // beyond n_past
 }
 
+// Sliding-window layers keep a ring of W + n_batch - 1 positions instead of
+// the whole context: the same logits as a full cache, far past the ring's
+// length, and less memory. Rewinding further back than the rings reach is
+// refused by the Context (Session re-evaluates instead: tests/api).
+TEST(ModelContext, SlidingWindowRingsGiveTheFullCacheLogits) {
+  SLM_REQUIRE_TESTDATA();
+  for (const char* stem : {"gemma3-tiny", "gemma2-tiny-q8_0"}) {  // windows of 8 on 6 of 7 / 2 of 4 layers
+    SCOPED_TRACE(stem);
+    const auto model = Model::load(test::testdata_dir() + "/models/" + stem + ".gguf");
+    std::vector<int32_t> tokens(100);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 37 + 11) % 512);
+    ContextParams p;
+    p.n_ctx = 128;
+    p.n_threads = 1;
+    p.n_batch = 128;  // rings of 8 + 128 - 1 >= n_ctx: every layer holds the whole context
+    Context full(*model, p);
+    p.n_batch = 4;  // rings of 11 rows
+    Context ring(*model, p);
+    EXPECT_LT(ring.kv_bytes(), full.kv_bytes());
+    std::vector<float> want, got;
+    full.evaluate(tokens.data(), 100, true, want);
+    ring.evaluate(tokens.data(), 100, true, got);
+    EXPECT_EQ(got, want);
+    // Rewind: within the ring's reach, fine and identical; further, refused.
+    // Rings of 11 after 100 positions hold 89..99; position n needs n-7..n-1.
+    EXPECT_TRUE(ring.can_rewind(96));
+    EXPECT_FALSE(ring.can_rewind(95));
+    EXPECT_FALSE(ring.can_rewind(50));
+    EXPECT_THROW(ring.rewind(50), Error);
+    EXPECT_EQ(ring.n_past(), 100);
+    ring.rewind(96);
+    full.rewind(96);
+    ring.evaluate(tokens.data() + 10, 5, true, got);
+    full.evaluate(tokens.data() + 10, 5, true, want);
+    EXPECT_EQ(got, want);
+    EXPECT_TRUE(ring.can_rewind(0));
+  }
+}
+
 TEST(ModelContext, OverflowIsAnErrorAndEvaluatesNothing) {
   SLM_REQUIRE_TESTDATA();
   const auto model = Model::load(test::testdata_dir() + "/models/phi3-tiny.gguf");

@@ -78,7 +78,7 @@ float load_kv(const void* base, bool f16, int64_t index) {
 void attention(const AttentionArgs& a) {
   const int64_t n = a.last - a.first + 1;
   for (int64_t j = 0; j < n; ++j) {
-    const int64_t pos = a.first + j;
+    const int64_t pos = a.ring > 0 ? (a.first + j) % a.ring : a.first + j;  // its row
     float s = 0;
     for (int d = 0; d < a.head_dim; ++d) s += a.q[d] * load_kv(a.k, a.kv_f16, pos * a.kv_stride + d);
     s *= a.scale;
@@ -88,7 +88,7 @@ void attention(const AttentionArgs& a) {
   softmax(a.scores, n);
   for (int d = 0; d < a.head_dim; ++d) a.out[d] = 0;
   for (int64_t j = 0; j < n; ++j) {
-    const int64_t pos = a.first + j;
+    const int64_t pos = a.ring > 0 ? (a.first + j) % a.ring : a.first + j;
     for (int d = 0; d < a.head_dim; ++d) a.out[d] += a.scores[j] * load_kv(a.v, a.kv_f16, pos * a.kv_stride + d);
   }
 }
