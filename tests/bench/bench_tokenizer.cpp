@@ -12,17 +12,22 @@
 
 namespace {
 
-const slm::text::Tokenizer& phi3_tokenizer() {
-  static std::unique_ptr<slm::gguf::GgufFile> file;
-  static std::unique_ptr<slm::text::Tokenizer> tok;
-  if (!tok) {
+// A vocabulary from the test data, loaded once.
+const slm::text::Tokenizer& vocab(const std::string& name) {
+  static std::unique_ptr<slm::gguf::GgufFile> files[2];
+  static std::unique_ptr<slm::text::Tokenizer> toks[2];
+  const int i = name == "phi-3" ? 0 : 1;
+  if (!toks[i]) {
     const char* env = std::getenv("SLM_TESTDATA");
     const std::string dir = env != nullptr ? env : SLM_TESTDATA_DEFAULT;
-    file = std::make_unique<slm::gguf::GgufFile>(dir + "/tokenizer/ggml-vocab-phi-3.gguf");
-    tok = std::make_unique<slm::text::Tokenizer>(*file);
+    files[i] = std::make_unique<slm::gguf::GgufFile>(dir + "/tokenizer/ggml-vocab-" + name + ".gguf");
+    toks[i] = std::make_unique<slm::text::Tokenizer>(*files[i]);
   }
-  return *tok;
+  return *toks[i];
 }
+const slm::text::Tokenizer& phi3_tokenizer() { return vocab("phi-3"); }
+// Byte-level BPE: the GPT-2 vocabulary under SmolLM2's pre-tokenizer.
+const slm::text::Tokenizer& bpe_tokenizer() { return vocab("gpt-2-pre-smollm"); }
 
 std::string mixed_text(size_t bytes) {
   static const char* kParts[] = {
@@ -53,6 +58,20 @@ void BM_Encode(benchmark::State& state) {
   state.counters["tokens"] = static_cast<double>(n_tokens);
 }
 BENCHMARK(BM_Encode)->Arg(1 << 20)->Arg(10 << 20)->Unit(benchmark::kMillisecond)->MinTime(2.0);
+
+void BM_EncodeBpe(benchmark::State& state) {
+  const slm::text::Tokenizer& tok = bpe_tokenizer();
+  const std::string text = mixed_text(static_cast<size_t>(state.range(0)));
+  size_t n_tokens = 0;
+  for (auto _ : state) {
+    const auto ids = tok.encode(text, false, true);
+    n_tokens = ids.size();
+    benchmark::DoNotOptimize(ids.data());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * state.range(0));
+  state.counters["tokens"] = static_cast<double>(n_tokens);
+}
+BENCHMARK(BM_EncodeBpe)->Arg(1 << 20)->Arg(10 << 20)->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 void BM_Decode(benchmark::State& state) {
   const slm::text::Tokenizer& tok = phi3_tokenizer();
