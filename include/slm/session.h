@@ -43,7 +43,11 @@ class Session {
   int64_t n_ctx() const;
   int64_t n_free() const { return n_ctx() - n_past(); }
   const std::vector<TokenId>& tokens() const;  // what the cache holds, in order
-  // Keeps the first n tokens and forgets the rest (edits, retries).
+  // Keeps the first n tokens and forgets the rest (edits, retries). Cheap,
+  // except on models with sliding-window layers (Gemma 2/3) when n is further
+  // back than their window-sized cache rings reach (about n_batch tokens
+  // behind the last evaluated one): then the n kept tokens are evaluated
+  // again from the start, and the current logits become those after them.
   void rewind(int64_t n);
   void reset() { rewind(0); }
 

@@ -125,6 +125,9 @@ void BpeModel::merge_word(const std::string& word, const TokenIndex& index, Toke
     }
     // Not a token (a vocabulary whose merges produce texts it lacks): one
     // token per byte symbol, the unknown token where even that is missing.
+    // Real vocabularies do lack some byte symbols (SmolLM2 and StarCoder have
+    // none for several control bytes); without an unknown token such bytes
+    // are dropped, as the reference engine does.
     for (size_t pos = 0; pos < piece.size();) {
       const size_t n = static_cast<size_t>(std::max(1, utf8_valid_prefix(piece.substr(pos))));
       const auto it = index.find(piece.substr(pos, n));

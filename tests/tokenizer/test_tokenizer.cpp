@@ -12,7 +12,9 @@
 #include "gguf/gguf_writer.h"
 #include "slm/error.h"
 #include "support/testdata.h"
+#include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 
 namespace slm {
 using namespace slm::text;  // the internal text layer under test
@@ -228,6 +230,29 @@ TEST(Tokenizer, PiecesAcrossWordBoundaries) {
   // by word ("a", "▁b") would give a, ▁, b instead.
   EXPECT_EQ(tok.encode("a b", false, false), (std::vector<TokenId>{7}));
   EXPECT_EQ(tok.decode({7}), "a b");
+}
+
+// Pieces as the pre-tokenizer cuts them (code points back to UTF-8).
+std::vector<std::string> pieces(std::string_view pre, const std::string& text) {
+  const std::vector<uint32_t> cps = to_codepoints(text);
+  std::vector<std::string> out;
+  for (const auto& [b, e] : pretokenize(*find_pretokenizer(pre), cps)) {
+    std::string s;
+    for (size_t i = b; i < e; ++i) append_utf8(cps[i], s);
+    out.push_back(s);
+  }
+  return out;
+}
+
+// deepseek-llm's letter class is literal code-point ranges: '_' and '[' are
+// not letters (a copy of the class whose 'K'..U+212D range came from Unicode
+// normalisation made them so), the Ohm and Kelvin signs are.
+TEST(Tokenizer, DeepseekLlmLetterRanges) {
+  EXPECT_EQ(pieces("deepseek-llm", "a_b x[i] \xC2\xBD"),
+            (std::vector<std::string>{"a", "_", "b", " x", "[", "i", "]", " ", "\xC2\xBD"}));
+  EXPECT_EQ(pieces("deepseek-llm", "\xE2\x84\xA6\xE2\x84\xAA!"),  // Ohm sign, Kelvin sign, '!'
+            (std::vector<std::string>{"\xE2\x84\xA6\xE2\x84\xAA", "!"}));
+  EXPECT_EQ(find_pretokenizer("gpt2"), nullptr);  // the model name, not a pre-tokenizer
 }
 
 TEST(Tokenizer, UnsupportedOrBrokenVocabularies) {

@@ -61,11 +61,11 @@ HParams read_common(const gguf::GgufFile& f) {
                             hp.n_rot, hp.head_dim));
   hp.rope_base = static_cast<float>(f.get_float(f.arch_key("rope.freq_base"), 10000.0));
   hp.query_scale = 1.0f / std::sqrt(static_cast<float>(hp.head_dim));
-  hp.rope_tables = {RopeTable{hp.rope_base, 1.0f, true}};
-  hp.layers.assign(static_cast<size_t>(hp.n_layer), LayerSpec{});
   if (hp.n_layer > 100000 || hp.n_embd > (1 << 20) || hp.n_head > 4096 || hp.n_ff > (1 << 22))
     throw Error(fmt::format("{}: implausible hyperparameters (layers {}, embedding {}, heads {}, ff {})", f.path(),
                             hp.n_layer, hp.n_embd, hp.n_head, hp.n_ff));
+  hp.rope_tables = {RopeTable{hp.rope_base, 1.0f, true}};
+  hp.layers.assign(static_cast<size_t>(hp.n_layer), LayerSpec{});
   return hp;
 }
 
