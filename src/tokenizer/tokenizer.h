@@ -1,20 +1,14 @@
 // The tokenizer built from a GGUF vocabulary. What every model shares lives
-// here: the vocabulary, special tokens and their partition of the text,
-// BOS/EOS rules, decoding, the streaming detokenizer. Two models turn the
-// remaining text into ids: SentencePiece (tokenizer.ggml.model = "llama":
-// Phi-3, Gemma, TinyLlama; below) and byte-level BPE ("gpt2": Llama 3,
-// SmolLM2, Qwen 2, Phi-4-mini; tokenizer/bpe.h).
-//
-// SentencePiece encoding follows the reference engines exactly:
-//  1. special-token partition: control / user-defined / unknown-typed token
-//     texts found in the input become those tokens (control and unknown only
-//     when parse_special is set; user-defined always, as SentencePiece does);
-//  2. each remaining text fragment gets a leading space when the vocabulary
-//     asks for one (add_space_prefix) and it follows the start or a special
-//     token, spaces become U+2581 "▁";
-//  3. characters are merged pairwise, best-scoring pair first (a priority
-//     queue: O(n log n)), and whatever is not a token falls back to byte
-//     tokens <0xNN> (or the unknown token).
+// here: the vocabulary, special tokens and their partition of the text
+// (control / user-defined / unknown-typed token texts found in the input
+// become those tokens: control and unknown only when parse_special is set,
+// user-defined always), BOS/EOS rules, decoding, the streaming
+// detokenizer. Two models turn the remaining text fragments into ids:
+// SentencePiece (tokenizer.ggml.model = "llama": Phi-3, Gemma, TinyLlama;
+// tokenizer/spm.h — with the space prefix before a fragment that follows
+// the start or a special token, when the vocabulary asks for one) and
+// byte-level BPE ("gpt2": Llama 3, SmolLM2, Qwen 2, Phi-4-mini;
+// tokenizer/bpe.h).
 #pragma once
 
 #include <cstdint>
@@ -26,6 +20,7 @@
 #include <vector>
 
 #include "tokenizer/bpe.h"
+#include "tokenizer/spm.h"
 #include "tokenizer/utf8.h"
 
 namespace slm::gguf {
@@ -105,23 +100,20 @@ class Tokenizer {
     std::string_view text;
   };
   std::vector<Fragment> partition(std::string_view text, bool parse_special) const;
-  void encode_fragment(std::string_view text, std::vector<TokenId>& out) const;
-  void merge_chunk(std::string_view escaped, std::vector<TokenId>& out) const;
-  void emit_bytes(std::string_view piece, std::vector<TokenId>& out) const;
 
   std::vector<std::string> tokens_;
   std::vector<float> scores_;
   std::vector<TokenType> types_;
   std::unordered_map<std::string_view, TokenId> index_;  // keys view into tokens_
-  TokenId byte_tokens_[256];                              // -1 where the vocabulary has none
   std::vector<TokenId> special_tokens_;                   // matched in text, longest first
   std::vector<bool> rstrip_;                              // per token: eat whitespace after it
   std::optional<TokenId> bos_, eos_, unk_;
   bool add_bos_ = true;
   bool add_eos_ = false;
   bool add_space_prefix_ = true;
-  bool words_are_independent_ = false;  // see encode_fragment
-  std::shared_ptr<const BpeModel> bpe_;  // set for byte-level BPE vocabularies
+  // The model that turns text fragments into ids: exactly one is set.
+  std::shared_ptr<const SpmModel> spm_;
+  std::shared_ptr<const BpeModel> bpe_;
 };
 
 // Turns a stream of generated ids into text for display: only complete UTF-8
