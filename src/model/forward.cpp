@@ -92,6 +92,17 @@ void Forward::pre_norm_block(int layer, Activation act) {
   add_residual(o());
 }
 
+void Forward::sandwich_norm_block(int layer, Activation act) {
+  norm(x(), model_.layer(layer, Slot::attn_norm), xn());
+  attention(layer, xn(), o());
+  norm(o(), model_.layer(layer, Slot::post_attention_norm), o());
+  add_residual(o());
+  norm(x(), model_.layer(layer, Slot::ffn_norm), xn());
+  gated_mlp(layer, xn(), o(), act);
+  norm(o(), model_.layer(layer, Slot::post_ffw_norm), o());
+  add_residual(o());
+}
+
 void Forward::begin(const int32_t* tokens, int64_t n, int64_t pos0) {
   n_tokens_ = n;
   pos0_ = pos0;

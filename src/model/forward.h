@@ -88,6 +88,9 @@ class Forward {
   // The pre-norm block most architectures use:
   //   x += attention(norm(x)); x += mlp(norm(x)).
   void pre_norm_block(int layer, Activation act);
+  // The sandwich block of Gemma 2 / 3: the sub-layer outputs are normalised
+  // too (post_attention_norm, post_ffw_norm) before they join the residual.
+  void sandwich_norm_block(int layer, Activation act);
 
   // y = W x for the batch (rows of in are `in_dim` long).
   void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);

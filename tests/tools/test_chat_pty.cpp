@@ -2,15 +2,6 @@
 // turns, Ctrl-C during an answer, /reset, EOF, and Ctrl-C at the prompt.
 // The pty's line discipline turns the ^C byte into SIGINT for slm, exactly
 // as a real terminal does.
-#include <fcntl.h>
-#include <poll.h>
-#include <pty.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <termios.h>
-#include <unistd.h>
-
-#include <chrono>
 #include <string>
 
 #include <gtest/gtest.h>

@@ -30,17 +30,7 @@ std::vector<TensorSpec> tensors(const HParams& hp) {
   return t;
 }
 
-void block(Forward& f, int l) {
-  const Model& m = f.model();
-  f.norm(f.x(), m.layer(l, Slot::attn_norm), f.xn());
-  f.attention(l, f.xn(), f.o());
-  f.norm(f.o(), m.layer(l, Slot::post_attention_norm), f.o());
-  f.add_residual(f.o());
-  f.norm(f.x(), m.layer(l, Slot::ffn_norm), f.xn());
-  f.gated_mlp(l, f.xn(), f.o(), Activation::gelu);
-  f.norm(f.o(), m.layer(l, Slot::post_ffw_norm), f.o());
-  f.add_residual(f.o());
-}
+void block(Forward& f, int l) { f.sandwich_norm_block(l, Activation::gelu); }
 
 }  // namespace
 
