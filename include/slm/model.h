@@ -18,7 +18,17 @@
 
 namespace slm {
 
+// Where a model runs: the CPU; an NVIDIA GPU (a build with the CUDA
+// backend, -DSLM_CUDA=ON: weights and KV cache on the GPU); or automatic,
+// the GPU when one is usable, else the CPU.
+enum class Device { cpu, cuda, automatic };
+
+// Whether Device::cuda can run here; otherwise false with the reason (no
+// CUDA backend in this build, no GPU) in *why_not.
+bool cuda_available(std::string* why_not = nullptr);
+
 struct ModelParams {
+  Device device = Device::cpu;
   // When set, load() reads every weight page once (so the first answer is
   // not slowed by page faults) and reports progress in [0, 1] as it goes.
   std::function<void(float fraction)> on_progress;
@@ -29,6 +39,7 @@ struct ModelInfo {
   std::string architecture;  // "phi3", "gemma", "gemma2", "llama"
   std::string name;          // general.name
   std::string file_type;     // "MOSTLY_Q4_0", ...
+  std::string device;        // where it runs: "cpu (avx2)", "cuda: NVIDIA H100 80GB HBM3 (79.1 GiB)"
   uint64_t file_bytes = 0;
   uint64_t n_params = 0;
   int64_t n_vocab = 0;

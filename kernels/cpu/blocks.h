@@ -10,6 +10,14 @@
 #include <cstddef>
 #include <cstdint>
 
+// The CUDA kernels (kernels/cuda) read the same structs and call the same
+// unpacking helpers on the device: one definition of every format.
+#if defined(__CUDACC__)
+#define SLM_HOST_DEVICE __host__ __device__
+#else
+#define SLM_HOST_DEVICE
+#endif
+
 namespace slm::kernels {
 
 constexpr int kQK = 32;     // elements per block of the 32-element formats
@@ -149,7 +157,7 @@ static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block is 292 bytes");
 // j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;
 // j >= 4: low 4 bits from byte j + 4 (scale: low nibble, min: high nibble),
 //         high 2 bits from the top bits of byte j - 4 (scale) / byte j (min).
-inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
+SLM_HOST_DEVICE inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t* min) {
   if (j < 4) {
     *scale = q[j] & 63;
     *min = q[j + 4] & 63;
@@ -160,7 +168,7 @@ inline void unpack_scale_min_k4(int j, const uint8_t* q, uint8_t* scale, uint8_t
 }
 
 // The 16 signed scales (already minus 32) of a Q3_K block.
-inline void unpack_scales_q3_k(const uint8_t* packed, int8_t out[16]) {
+SLM_HOST_DEVICE inline void unpack_scales_q3_k(const uint8_t* packed, int8_t out[16]) {
   for (int i = 0; i < 16; ++i) {
     const int low = (i < 8) ? (packed[i] & 0xF) : (packed[i - 8] >> 4);
     const int high = (packed[8 + (i % 4)] >> (2 * (i / 4))) & 3;

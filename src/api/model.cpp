@@ -7,6 +7,7 @@
 #include "api/internal.h"
 #include "core/dtype.h"
 #include "core/log.h"
+#include "model/cuda/cuda_backend.h"
 #include "slm/error.h"
 
 namespace slm {
@@ -87,9 +88,12 @@ std::vector<TokenId> ChatTemplate::tokenize(const std::string& rendered) const {
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::~Model() = default;
 
+bool cuda_available(std::string* why_not) { return model::cuda::available(why_not); }
+
 std::shared_ptr<const Model> Model::load(const std::string& path, const ModelParams& params) {
   auto impl = std::make_unique<Impl>();
-  impl->model = model::Model::load(path);
+  const bool cuda = params.device == Device::cuda || (params.device == Device::automatic && cuda_available());
+  impl->model = model::Model::load(path, cuda ? model::Device::cuda : model::Device::cpu);
   const model::Model& m = *impl->model;
   const gguf::GgufFile& f = m.file();
   const model::HParams& hp = m.hparams();
@@ -101,6 +105,7 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelPar
   const auto ft = file_type_name(static_cast<uint32_t>(f.get_int("general.file_type", 0)));
   info.file_type = ft ? std::string(*ft) : "unknown";
   info.file_bytes = f.file_size();
+  info.device = m.device_name();
   info.n_params = f.n_parameters();
   info.n_vocab = hp.n_vocab;
   info.n_ctx_train = hp.n_ctx_train;

@@ -1,12 +1,12 @@
-// Running a model: the KV cache, the batch state with the shared pieces every
-// architecture's block is built from (forward.cpp), and Context, which feeds
-// token batches through the layers.
+// Running a model: the Forward interface (the per-op seam every backend
+// implements, with the blocks built from it) and Context, which feeds token
+// batches through the layers.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
-#include "cpu/kernels.h"
 #include "model/model.h"
 
 namespace slm::model {
@@ -16,34 +16,6 @@ struct ContextParams {
   int64_t n_batch = 512; // tokens per forward pass when evaluating a long prompt
   int n_threads = 0;     // 0 = every core
   bool kv_f16 = true;    // K/V stored as f16 (half the memory) or f32
-};
-
-// K and V for every layer: layer l holds rows(l) rows of kv_dim elements —
-// every position of the context (rows == n_ctx), or, for a sliding-window
-// layer, a ring of the last rows(l) positions (position p in row p % rows).
-// Kv head g of a row starts at element g * D.
-class KvCache {
- public:
-  // rows[l]: rows of layer l (n_ctx, or a ring size below it).
-  KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16);
-  void* k(int layer) { return base(layer, 0); }
-  void* v(int layer) { return base(layer, 1); }
-  bool f16() const { return f16_; }
-  int64_t n_ctx() const { return n_ctx_; }
-  int64_t rows(int layer) const { return rows_[static_cast<size_t>(layer)]; }
-  bool is_ring(int layer) const { return rows(layer) < n_ctx_; }
-  size_t bytes() const { return data_.size(); }
-  // Stores position pos's K or V (kv_dim floats) in its row.
-  void store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k);
-
- private:
-  void* base(int layer, int which);
-  std::vector<int64_t> rows_;
-  std::vector<size_t> offset_;  // byte offset of layer l's K; its V follows
-  int64_t n_ctx_, kv_dim_;
-  bool f16_;
-  size_t elem_;
-  std::vector<uint8_t> data_;
 };
 
 enum class Activation { silu, gelu };
@@ -56,35 +28,52 @@ struct RopeState {
   float attn_factor = 1.0f;
 };
 
-// The batch being evaluated and the pieces a block is made of. Buffers hold
-// n_tokens rows; row t is position pos(t).
+// The seam between the model and the hardware: the batch being evaluated and
+// the pieces every architecture's block is built from. A backend (CPU:
+// cpu_forward.h; CUDA: cuda/cuda_forward.h) implements the pieces over whole
+// batches and owns its scratch buffers and KV cache; the blocks below and the
+// architecture files are shared by all of them. Buffers hold n_tokens rows
+// (row t is position pos(t)) in the backend's memory: shared code passes the
+// pointers on, it never reads them.
 class Forward {
  public:
   // `ropes` (one per HParams::rope_tables entry) must outlive the Forward.
-  Forward(const Model& model, KvCache& cache, const kernels::KernelTable& k, int n_threads, int64_t n_batch,
-          const std::vector<RopeState>& ropes);
+  Forward(const Model& model, const std::vector<RopeState>& ropes) : model_(model), hp_(model.hparams()), ropes_(ropes) {}
+  virtual ~Forward() = default;
+  Forward(const Forward&) = delete;
+  Forward& operator=(const Forward&) = delete;
 
   const Model& model() const { return model_; }
   const HParams& hp() const { return hp_; }
   int64_t n_tokens() const { return n_tokens_; }
   int64_t pos(int64_t t) const { return pos0_ + t; }
 
-  float* x() { return x_.data(); }    // residual stream [n, E]
-  float* xn() { return xn_.data(); }  // normalised input of a sub-layer [n, E]
-  float* o() { return o_.data(); }    // sub-layer output [n, E]
+  virtual float* x() = 0;   // residual stream [n, E]
+  virtual float* xn() = 0;  // normalised input of a sub-layer [n, E]
+  virtual float* o() = 0;   // sub-layer output [n, E]
 
+  // Embeds tokens (host memory) at positions pos0.. into x: the batch's first step.
+  void begin(const int32_t* tokens, int64_t n, int64_t pos0) {
+    n_tokens_ = n;
+    pos0_ = pos0;
+    embed(tokens);
+  }
   // out[t] = rmsnorm(in[t]) * w for every row (out may alias in).
-  void norm(const float* in, const Weight& w, float* out);
+  virtual void norm(const float* in, const Weight& w, float* out) = 0;
   // Self-attention of layer l: projections (fused qkv or separate), per-head
   // QK-RMSNorm when the layer has attn_q_norm / attn_k_norm, RoPE with the
   // layer's table, K/V into the cache, causal attention within the layer's
   // window, output projection.
-  void attention(int layer, const float* in, float* out);
+  virtual void attention(int layer, const float* in, float* out) = 0;
   // Gated MLP of layer l: act(gate) * up, then down. Fused gate|up (phi3)
   // when the layer has no ffn_gate.
-  void gated_mlp(int layer, const float* in, float* out, Activation act);
+  virtual void gated_mlp(int layer, const float* in, float* out, Activation act) = 0;
   // x += o.
-  void add_residual(const float* o);
+  virtual void add_residual(const float* o) = 0;
+  // Final norm and output projection of the rows [first, n) into logits
+  // (host memory, rows of n_vocab).
+  virtual void logits(int64_t first, float* out) = 0;
+
   // The pre-norm block most architectures use:
   //   x += attention(norm(x)); x += mlp(norm(x)).
   void pre_norm_block(int layer, Activation act);
@@ -92,28 +81,31 @@ class Forward {
   // too (post_attention_norm, post_ffw_norm) before they join the residual.
   void sandwich_norm_block(int layer, Activation act);
 
-  // y = W x for the batch (rows of in are `in_dim` long).
-  void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);
+  virtual size_t scratch_bytes() const = 0;
+  virtual size_t kv_bytes() const = 0;
 
-  // Embeds tokens at positions pos0.. into x (the batch's first step).
-  void begin(const int32_t* tokens, int64_t n, int64_t pos0);
-  // Final norm and output projection of the rows [first, n) into logits.
-  void logits(int64_t first, float* out);
+ protected:
+  // Token rows of token_embd (times embd_scale) into x; angles for pos(0..n).
+  virtual void embed(const int32_t* tokens) = 0;
 
-  size_t scratch_bytes() const;
-
- private:
   const Model& model_;
   const HParams& hp_;
-  KvCache& cache_;
-  const kernels::KernelTable& k_;
-  int n_threads_;
   const std::vector<RopeState>& ropes_;
   int64_t n_tokens_ = 0, pos0_ = 0;
-  std::vector<float> x_, xn_, o_, q_, kv_k_, kv_v_, attn_, up_, act_;
-  std::vector<float> cos_, sin_;  // [table][token][n_rot / 2]
-  std::vector<uint8_t> act_scratch_;
 };
+
+// What a backend needs to build a Forward for one context.
+struct ForwardConfig {
+  std::vector<int64_t> kv_rows;  // per layer: n_ctx, or a sliding-window ring below it
+  int64_t n_ctx = 0;
+  int64_t n_batch = 0;
+  int n_threads = 0;
+  bool kv_f16 = true;
+};
+
+// The Forward of the backend the model was loaded for (Model::device()).
+std::unique_ptr<Forward> make_forward(const Model& model, const ForwardConfig& config,
+                                      const std::vector<RopeState>& ropes);
 
 // A model being run: its KV cache and position. One thread at a time.
 class Context {
@@ -127,7 +119,7 @@ class Context {
   void evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits);
 
   int64_t n_past() const { return n_past_; }
-  int64_t n_ctx() const { return cache_.n_ctx(); }
+  int64_t n_ctx() const { return params_.n_ctx; }
   const ContextParams& params() const { return params_; }
   // Forgets every position from n on (n <= n_past()). Throws slm::Error
   // when !can_rewind(n).
@@ -136,19 +128,20 @@ class Context {
   // n (they keep only their last rows; going further back needs the tokens
   // evaluated again from the start — Session does that). Always true for 0.
   bool can_rewind(int64_t n) const;
-  size_t kv_bytes() const { return cache_.bytes(); }
-  size_t scratch_bytes() const { return fwd_.scratch_bytes(); }
+  size_t kv_bytes() const { return fwd_->kv_bytes(); }
+  size_t scratch_bytes() const { return fwd_->scratch_bytes(); }
 
  private:
   const Model& model_;
   ContextParams params_;
-  KvCache cache_;
+  std::vector<int64_t> kv_rows_;  // per layer (ForwardConfig::kv_rows)
   std::vector<RopeState> ropes_;
-  Forward fwd_;
+  std::unique_ptr<Forward> fwd_;
   int64_t n_past_ = 0;
   // Per layer: the lowest position whose ring row still holds it (0 for
   // full-context layers); grows as positions wrap around the ring.
   std::vector<int64_t> valid_from_;
+  bool is_ring(int layer) const { return kv_rows_[static_cast<size_t>(layer)] < params_.n_ctx; }
 };
 
 }  // namespace slm::model

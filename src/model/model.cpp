@@ -4,6 +4,7 @@
 
 #include "core/log.h"
 #include "cpu/kernels.h"
+#include "model/cuda/cuda_backend.h"
 #include "slm/error.h"
 
 namespace slm::model {
@@ -24,7 +25,14 @@ std::string layer_name(const char* pattern, int layer) {
 
 }  // namespace
 
-std::unique_ptr<Model> Model::load(const std::string& path) {
+Model::~Model() = default;
+
+std::string Model::device_name() const {
+  if (backend_weights_) return backend_weights_->name();
+  return fmt::format("cpu ({})", kernels::isa_name(kernels::active_kernels().isa));
+}
+
+std::unique_ptr<Model> Model::load(const std::string& path, Device device) {
   std::unique_ptr<Model> m(new Model());
   m->file_ = std::make_unique<gguf::GgufFile>(path);
   const gguf::GgufFile& f = *m->file_;
@@ -96,6 +104,12 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   }
   if (n_expected != f.tensors().size())
     logger().warn("{}: {} tensors are not used by the {} architecture", path, f.tensors().size() - n_expected, hp.arch);
+  if (device == Device::cuda) {
+    m->backend_weights_ = cuda::upload_weights(*m);
+    m->device_ = device;
+    logger().debug("{}: weights uploaded ({:.1f} MiB)", m->backend_weights_->name(),
+                   static_cast<double>(m->backend_weights_->bytes()) / (1 << 20));
+  }
   logger().debug("loaded {} ({}): {} layers, E={} H={}/{} D={} F={} vocab={}", path, hp.arch, hp.n_layer, hp.n_embd,
                  hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab);
   return m;

@@ -24,11 +24,32 @@ struct Weight {
   explicit operator bool() const { return info != nullptr; }
 };
 
+// Where a model runs. The CPU computes on the mapped file; another device
+// gets a copy of the weights in its own memory at load (BackendWeights).
+enum class Device { cpu, cuda };
+
+// The weights as a backend prepared them at load (uploaded to the device).
+// Owned by the Model, immutable, shared by every Context on it.
+class BackendWeights {
+ public:
+  virtual ~BackendWeights() = default;
+  virtual size_t bytes() const = 0;      // device memory the weights take
+  virtual std::string name() const = 0;  // the device, for logs ("cuda: NVIDIA H100 80GB HBM3")
+};
+
 class Model {
  public:
   // Maps `path`, checks the architecture, every expected tensor's presence,
-  // shape and type. Throws slm::Error naming the file and what is wrong.
-  static std::unique_ptr<Model> load(const std::string& path);
+  // shape and type; for a device other than the CPU, uploads the weights.
+  // Throws slm::Error naming the file (or the device) and what is wrong.
+  static std::unique_ptr<Model> load(const std::string& path, Device device = Device::cpu);
+  ~Model();
+
+  Device device() const { return device_; }
+  // The backend's copy of the weights; null on the CPU.
+  const BackendWeights* backend_weights() const { return backend_weights_.get(); }
+  // "cpu (avx2)", or the device name BackendWeights gives.
+  std::string device_name() const;
 
   const HParams& hparams() const { return hp_; }
   const Architecture& arch() const { return *arch_; }
@@ -47,6 +68,8 @@ class Model {
  private:
   Model() = default;
   std::unique_ptr<gguf::GgufFile> file_;
+  Device device_ = Device::cpu;
+  std::unique_ptr<BackendWeights> backend_weights_;
   const Architecture* arch_ = nullptr;
   HParams hp_;
   std::array<Weight, static_cast<size_t>(Slot::count)> globals_;

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "slm/error.h"
+#include "slm/model.h"
 
 namespace slm::cli {
 
@@ -33,6 +34,40 @@ inline std::vector<int64_t> parse_int_list(const std::string& list, const char* 
     start = comma + 1;
   }
   return out;
+}
+
+// --device and -ngl / --n-gpu-layers, as every command that runs a model
+// takes them (main.cpp turns llama.cpp's one-dash -ngl into --n-gpu-layers).
+struct DeviceOptions {
+  std::string device = "auto";
+  int n_gpu_layers = -1;  // -1: not given
+};
+
+template <typename App>
+void add_device_options(App* sub, DeviceOptions& o) {
+  sub->add_option("--device", o.device,
+                  "Where the model runs: cpu, cuda (an NVIDIA GPU) or auto (the GPU when one is usable)")
+      ->capture_default_str();
+  sub->add_option("--n-gpu-layers", o.n_gpu_layers,
+                  "(also -ngl) 0 = the CPU, at least the model's layer count = all on the GPU");
+}
+
+inline Device device_of(const DeviceOptions& o) {
+  if (o.n_gpu_layers == 0) return Device::cpu;
+  if (o.n_gpu_layers > 0) return Device::cuda;
+  if (o.device == "cpu") return Device::cpu;
+  if (o.device == "cuda") return Device::cuda;
+  if (o.device == "auto") return Device::automatic;
+  throw Error(fmt::format("--device must be cpu, cuda or auto (got '{}')", o.device));
+}
+
+// -ngl between 0 and the layer count would split the model across devices,
+// which slm cannot do yet: refused rather than silently run elsewhere.
+inline void check_gpu_layers(const DeviceOptions& o, int64_t n_layer) {
+  if (o.n_gpu_layers > 0 && o.n_gpu_layers < n_layer)
+    throw Error(fmt::format("-ngl {}: the model has {} layers and slm runs a model wholly on one device: use -ngl 0 "
+                            "(CPU) or -ngl {} or more (GPU)",
+                            o.n_gpu_layers, n_layer, n_layer));
 }
 
 }  // namespace slm::cli

@@ -25,6 +25,7 @@
 #include "core/cpu_features.h"
 #include "cpu/kernels.h"
 #include "cpu/membw.h"
+#include "model/cuda/cuda_backend.h"
 #include "model/forward.h"
 #include "slm/error.h"
 #include "slm/version.h"
@@ -40,6 +41,7 @@ struct BenchOptions {
   std::vector<int> threads = {0};
   std::string output = "md";
   int64_t n_batch = 512;
+  DeviceOptions device;
 };
 
 struct Result {
@@ -130,14 +132,22 @@ int run_bench(BenchOptions o) {
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int& t : o.threads)
     if (t <= 0) t = hw;
+  Device device = device_of(o.device);
+  if (device == Device::automatic) device = cuda_available() ? Device::cuda : Device::cpu;
+  const bool gpu = device == Device::cuda;
+  // The roofline's bandwidth: the CPU's read bandwidth per thread count, or
+  // the GPU's device-to-device copy (bytes read + written).
   std::map<int, double> bandwidth;
+  const double gpu_bandwidth = gpu ? model::cuda::copy_bandwidth_gbs() : 0;
   for (int t : o.threads)
-    if (!bandwidth.count(t)) bandwidth[t] = kernels::measure_read_bandwidth(t).gb_per_s;
+    if (!bandwidth.count(t)) bandwidth[t] = gpu ? gpu_bandwidth : kernels::measure_read_bandwidth(t).gb_per_s;
 
   std::vector<Result> results;
+  std::string gpu_label;
   std::mt19937 rng(42);
   for (const std::string& path : o.models) {
-    const auto model = model::Model::load(path);
+    const auto model = model::Model::load(path, gpu ? model::Device::cuda : model::Device::cpu);
+    check_gpu_layers(o.device, model->hparams().n_layer);
     const auto& hp = model->hparams();
     const uint64_t bytes = model->weight_bytes();
     Result base;
@@ -146,8 +156,9 @@ int run_bench(BenchOptions o) {
     base.params = model->file().n_parameters();
     const auto ft = file_type_name(static_cast<uint32_t>(model->file().get_int("general.file_type", 0)));
     base.file_type = ft ? std::string(*ft) : "unknown";
-    base.isa = std::string(kernels::isa_name(kernels::active_kernels().isa));
-    base.cpu = cpu_features().cpu_name;
+    base.isa = gpu ? "cuda" : std::string(kernels::isa_name(kernels::active_kernels().isa));
+    base.cpu = gpu ? model->device_name() : cpu_features().cpu_name;
+    if (gpu) gpu_label = base.cpu;
     base.commit = build_commit();
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(hp.n_vocab - 1));
     std::vector<int32_t> prompt(static_cast<size_t>(std::max<int64_t>(o.n_prompt, 1)));
@@ -211,8 +222,12 @@ int run_bench(BenchOptions o) {
   } else if (o.output == "md") {
     std::string bw;
     for (const auto& [t, gbs] : bandwidth) bw += fmt::format("{}{} threads: {:.1f} GB/s", bw.empty() ? "" : ", ", t, gbs);
-    fmt::print("\nCPU: {}; read bandwidth {}; slm {} ({})\n", cpu_features().cpu_name, bw, version_string(),
-               build_commit());
+    if (gpu)
+      fmt::print("\nGPU: {}; device-to-device copy {:.0f} GB/s; slm {} ({})\n", gpu_label, gpu_bandwidth,
+                 version_string(), build_commit());
+    else
+      fmt::print("\nCPU: {}; read bandwidth {}; slm {} ({})\n", cpu_features().cpu_name, bw, version_string(),
+                 build_commit());
   }
   return 0;
 }
@@ -234,6 +249,7 @@ Command add_bench(CLI::App& app) {
   sub->add_option("-b,--batch", opts->n_batch, "Prefill batch size")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-o,--output", opts->output, "Output format: md, json or csv")->capture_default_str();
+  add_device_options(sub, opts->device);
   return [opts, threads] {
     opts->threads.clear();
     for (int64_t t : parse_int_list(*threads, "-t", 0, 1024)) opts->threads.push_back(static_cast<int>(t));

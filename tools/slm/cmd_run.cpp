@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "model_dir.h"
 #include "core/log.h"
@@ -40,6 +41,7 @@ struct GenOptions {
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;
+  DeviceOptions device;
 };
 
 void add_gen_options(CLI::App* sub, GenOptions& o) {
@@ -64,6 +66,7 @@ void add_gen_options(CLI::App* sub, GenOptions& o) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   sub->add_option("-b,--batch", o.batch, "Prompt tokens per batch")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  add_device_options(sub, o.device);
 }
 
 SamplerParams sampler_params(const GenOptions& o) {
@@ -87,9 +90,10 @@ SessionParams session_params(const GenOptions& o) {
 }
 
 // Loads a model; on a terminal, files over 256 MiB show a progress line.
-std::shared_ptr<const Model> load_model(const std::string& arg) {
+std::shared_ptr<const Model> load_model(const std::string& arg, const DeviceOptions& device) {
   const std::string path = resolve_model(arg);
   ModelParams mp;
+  mp.device = device_of(device);
   std::ifstream probe(path, std::ios::binary | std::ios::ate);
   const bool big = probe && probe.tellg() > (std::streamoff{256} << 20);
   if (big && isatty(STDERR_FILENO)) {
@@ -99,7 +103,9 @@ std::shared_ptr<const Model> load_model(const std::string& arg) {
       std::fflush(stderr);
     };
   }
-  return Model::load(path, mp);
+  auto model = Model::load(path, mp);
+  check_gpu_layers(device, model->info().n_layer);
+  return model;
 }
 
 // Ctrl-C: the first press stops the current answer; handled by polling.
@@ -205,7 +211,7 @@ int run_run(const RunOptions& o, bool verbose) {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
   if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -p - for stdin, or -f FILE)");
-  const auto model = load_model(o.model);
+  const auto model = load_model(o.model, o.device);
   Session session(model, session_params(o));
   GenerateParams gp;
   gp.sampling = sampler_params(o);
@@ -232,7 +238,7 @@ const char* kChatHelp =
     "Ctrl-C stops an answer; at an empty prompt it exits.\n";
 
 int run_chat(const ChatOptions& o, bool verbose) {
-  const auto model = load_model(o.model);
+  const auto model = load_model(o.model, o.device);
   Session session(model, session_params(o));
   GenerateParams gp;
   gp.sampling = sampler_params(o);

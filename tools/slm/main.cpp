@@ -1,5 +1,7 @@
 // slm: the command-line program. Subcommands live in cmd_*.cpp.
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 #include <map>
 #include <string>
 
@@ -43,8 +45,15 @@ int main(int argc, char** argv) {
   add(slm::cli::add_perplexity);
   add(slm::cli::add_list);
 
+  // llama.cpp users type -ngl N; CLI11 reads a one-dash option as one letter.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (std::string& a : args) {
+    if (a == "-ngl") a = "--n-gpu-layers";
+    else if (a.rfind("-ngl=", 0) == 0) a = "--n-gpu-layers=" + a.substr(5);
+  }
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     // --help / --version (exit code 0) print what they print; a real usage
     // error is one line on stderr, like every other failure, naming where

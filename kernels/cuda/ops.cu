@@ -1,0 +1,658 @@
+// The CUDA kernels (ops.h says what each computes). Weight rows are read in
+// segments of 32 elements: every format dequantizes one segment into
+// registers (Segment<T>::load), and the matmul, the embedding and the
+// dequantizer are written once over that.
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cpu/blocks.h"
+#include "cuda/ops.h"
+
+namespace slm::kernels::cuda {
+namespace {
+
+constexpr int kSeg = 32;  // elements per segment
+
+__device__ __forceinline__ float f16(uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
+__device__ __forceinline__ float bf16(uint16_t bits) { return __uint_as_float(static_cast<uint32_t>(bits) << 16); }
+
+// Segment<T>::load(row, s, K, w): elements [32 s, 32 s + 32) of a row of K
+// elements into w (elements at or past K, only possible for the float
+// types, read as 0). The arithmetic is the reference dequantizer's
+// (kernels/cpu/ref/quant_ref.cpp), in the same order.
+template <DType T>
+struct Segment;
+
+template <>
+struct Segment<DType::F32> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    const auto* p = reinterpret_cast<const float*>(row);
+#pragma unroll
+    for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? p[s * kSeg + i] : 0.0f;
+  }
+};
+
+template <>
+struct Segment<DType::F16> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    const auto* p = reinterpret_cast<const uint16_t*>(row);
+#pragma unroll
+    for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? f16(p[s * kSeg + i]) : 0.0f;
+  }
+};
+
+template <>
+struct Segment<DType::BF16> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    const auto* p = reinterpret_cast<const uint16_t*>(row);
+#pragma unroll
+    for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? bf16(p[s * kSeg + i]) : 0.0f;
+  }
+};
+
+template <>
+struct Segment<DType::Q4_0> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[s];
+    const float d = f16(b.d);
+#pragma unroll
+    for (int j = 0; j < kQK / 2; ++j) {
+      w[j] = static_cast<float>((b.qs[j] & 0xF) - 8) * d;
+      w[j + kQK / 2] = static_cast<float>((b.qs[j] >> 4) - 8) * d;
+    }
+  }
+};
+
+template <>
+struct Segment<DType::Q4_1> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[s];
+    const float d = f16(b.d), m = f16(b.m);
+#pragma unroll
+    for (int j = 0; j < kQK / 2; ++j) {
+      w[j] = static_cast<float>(b.qs[j] & 0xF) * d + m;
+      w[j + kQK / 2] = static_cast<float>(b.qs[j] >> 4) * d + m;
+    }
+  }
+};
+
+__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) {
+  return p[0] | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
+         (static_cast<uint32_t>(p[3]) << 24);
+}
+
+template <>
+struct Segment<DType::Q5_0> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ5_0*>(row)[s];
+    const float d = f16(b.d);
+    const uint32_t qh = load_u32(b.qh);
+#pragma unroll
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = (b.qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
+      const int hi = (b.qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+      w[j] = static_cast<float>(lo - 16) * d;
+      w[j + kQK / 2] = static_cast<float>(hi - 16) * d;
+    }
+  }
+};
+
+template <>
+struct Segment<DType::Q5_1> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ5_1*>(row)[s];
+    const float d = f16(b.d), m = f16(b.m);
+    const uint32_t qh = load_u32(b.qh);
+#pragma unroll
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = (b.qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
+      const int hi = (b.qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+      w[j] = static_cast<float>(lo) * d + m;
+      w[j + kQK / 2] = static_cast<float>(hi) * d + m;
+    }
+  }
+};
+
+template <>
+struct Segment<DType::Q8_0> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[s];
+    const float d = f16(b.d);
+#pragma unroll
+    for (int j = 0; j < kQK; ++j) w[j] = static_cast<float>(b.qs[j]) * d;
+  }
+};
+
+// The K formats: segment s is part k = s % 8 of super-block s / 8.
+
+template <>
+struct Segment<DType::Q2_K> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ2_K*>(row)[s / 8];
+    const int k = static_cast<int>(s % 8), half = k / 4, shift = 2 * (k % 4);
+    const float d = f16(b.d), dmin = f16(b.dmin);
+    const uint8_t* q = b.qs + 32 * half;
+#pragma unroll
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t sc = b.scales[half * 8 + (k % 4) * 2 + l / 16];
+      const float dl = d * static_cast<float>(sc & 0xF), ml = dmin * static_cast<float>(sc >> 4);
+      w[l] = dl * static_cast<float>((q[l] >> shift) & 3) - ml;
+    }
+  }
+};
+
+template <>
+struct Segment<DType::Q3_K> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ3_K*>(row)[s / 8];
+    const int k = static_cast<int>(s % 8), half = k / 4, shift = 2 * (k % 4);
+    const uint8_t mask = static_cast<uint8_t>(1u << (4 * half + k % 4));
+    const float d = f16(b.d);
+    int8_t scales[16];
+    unpack_scales_q3_k(b.scales, scales);
+    const uint8_t* q = b.qs + 32 * half;
+#pragma unroll
+    for (int l = 0; l < 32; ++l) {
+      const float dl = d * static_cast<float>(scales[half * 8 + (k % 4) * 2 + l / 16]);
+      const int v = ((q[l] >> shift) & 3) - ((b.hmask[l] & mask) ? 0 : 4);
+      w[l] = dl * static_cast<float>(v);
+    }
+  }
+};
+
+template <>
+struct Segment<DType::Q4_K> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ4_K*>(row)[s / 8];
+    const int k = static_cast<int>(s % 8), shift = 4 * (k % 2);
+    const float d = f16(b.d), dmin = f16(b.dmin);
+    uint8_t sc, m;
+    unpack_scale_min_k4(k, b.scales, &sc, &m);
+    const float d1 = d * sc, m1 = dmin * m;
+    const uint8_t* q = b.qs + 32 * (k / 2);
+#pragma unroll
+    for (int l = 0; l < 32; ++l) w[l] = d1 * static_cast<float>((q[l] >> shift) & 0xF) - m1;
+  }
+};
+
+template <>
+struct Segment<DType::Q5_K> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ5_K*>(row)[s / 8];
+    const int k = static_cast<int>(s % 8), shift = 4 * (k % 2);
+    const float d = f16(b.d), dmin = f16(b.dmin);
+    uint8_t sc, m;
+    unpack_scale_min_k4(k, b.scales, &sc, &m);
+    const float d1 = d * sc, m1 = dmin * m;
+    const uint8_t* q = b.qs + 32 * (k / 2);
+    const uint8_t bit = static_cast<uint8_t>(1u << k);
+#pragma unroll
+    for (int l = 0; l < 32; ++l)
+      w[l] = d1 * static_cast<float>(((q[l] >> shift) & 0xF) + ((b.qh[l] & bit) ? 16 : 0)) - m1;
+  }
+};
+
+template <>
+struct Segment<DType::Q6_K> {
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
+    const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[s / 8];
+    const int k = static_cast<int>(s % 8), half = k / 4, r = k % 4;
+    const float d = f16(b.d);
+    const uint8_t* ql = b.ql + 64 * half + 32 * (r & 1);
+    const uint8_t* qh = b.qh + 32 * half;
+    const int8_t* sc = b.scales + 8 * half + 2 * r;
+    const int lshift = 4 * (r >> 1), hshift = 2 * r;
+#pragma unroll
+    for (int l = 0; l < 32; ++l) {
+      const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+      w[l] = d * static_cast<float>(sc[l / 16]) * static_cast<float>(q);
+    }
+  }
+};
+
+// Runs launch.run<T>() for the runtime type; false when the type has no
+// Segment (the launcher structs below carry each kernel's arguments).
+template <typename Launch>
+bool with_type(DType type, const Launch& launch) {
+  switch (type) {
+    case DType::F32: launch.template run<DType::F32>(); return true;
+    case DType::F16: launch.template run<DType::F16>(); return true;
+    case DType::BF16: launch.template run<DType::BF16>(); return true;
+    case DType::Q4_0: launch.template run<DType::Q4_0>(); return true;
+    case DType::Q4_1: launch.template run<DType::Q4_1>(); return true;
+    case DType::Q5_0: launch.template run<DType::Q5_0>(); return true;
+    case DType::Q5_1: launch.template run<DType::Q5_1>(); return true;
+    case DType::Q8_0: launch.template run<DType::Q8_0>(); return true;
+    case DType::Q2_K: launch.template run<DType::Q2_K>(); return true;
+    case DType::Q3_K: launch.template run<DType::Q3_K>(); return true;
+    case DType::Q4_K: launch.template run<DType::Q4_K>(); return true;
+    case DType::Q5_K: launch.template run<DType::Q5_K>(); return true;
+    case DType::Q6_K: launch.template run<DType::Q6_K>(); return true;
+    default: return false;
+  }
+}
+
+constexpr int kThreads = 256;  // threads per block of the elementwise kernels
+
+__host__ __device__ int64_t segments(int64_t K) { return (K + kSeg - 1) / kSeg; }
+unsigned blocks_for(int64_t n, int per_block) { return static_cast<unsigned>((n + per_block - 1) / per_block); }
+
+// ---------------------------------------------------------------------------
+// Embedding and dequantization: one thread per segment.
+
+template <DType T>
+__global__ void embed_kernel(const uint8_t* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale,
+                             float* x) {
+  const int64_t segs = segments(E);
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= n * segs) return;
+  const int64_t t = i / segs, s = i % segs;
+  float w[kSeg];
+  Segment<T>::load(table + static_cast<size_t>(tokens[t]) * row_bytes, s, E, w);
+#pragma unroll
+  for (int j = 0; j < kSeg; ++j)
+    if (s * kSeg + j < E) x[t * E + s * kSeg + j] = scale != 1.0f ? w[j] * scale : w[j];
+}
+
+template <DType T>
+__global__ void dequantize_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, float* out) {
+  const int64_t segs = segments(K);
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= rows * segs) return;
+  const int64_t r = i / segs, s = i % segs;
+  float w[kSeg];
+  Segment<T>::load(w0 + static_cast<size_t>(r) * row_bytes, s, K, w);
+#pragma unroll
+  for (int j = 0; j < kSeg; ++j)
+    if (s * kSeg + j < K) out[r * K + s * kSeg + j] = w[j];
+}
+
+// ---------------------------------------------------------------------------
+// GEMV: one warp per weight row; lane l takes segments l, l + 32, ...; each
+// segment is dequantized once and multiplied with every token of the batch.
+
+constexpr int kWarpsPerBlock = 4;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <DType T, int NT>
+__global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx,
+                            int n, float* y, int64_t ldy) {
+  const int64_t r = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= rows) return;
+  const uint8_t* row = w0 + static_cast<size_t>(r) * row_bytes;
+  const int64_t segs = segments(K);
+  float acc[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+  for (int64_t s = lane; s < segs; s += 32) {
+    float w[kSeg];
+    Segment<T>::load(row, s, K, w);
+    const int64_t k0 = s * kSeg;
+    const int valid = K - k0 < kSeg ? static_cast<int>(K - k0) : kSeg;
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t < n) {
+        const float* xs = x + t * ldx + k0;
+        float sum = 0.0f;
+        if (valid == kSeg) {
+#pragma unroll
+          for (int j = 0; j < kSeg; ++j) sum += w[j] * xs[j];
+        } else {
+#pragma unroll
+          for (int j = 0; j < kSeg; ++j)
+            if (j < valid) sum += w[j] * xs[j];
+        }
+        acc[t] += sum;
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    if (t < n) {
+      const float v = warp_sum(acc[t]);
+      if (lane == 0) y[t * ldy + r] = v;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Norms, RoPE, the cache, elementwise.
+
+constexpr int kNormThreads = 256;
+
+__global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64_t ld_out, int heads, int dim,
+                               const float* w, float eps) {
+  const int t = blockIdx.x / heads, h = blockIdx.x % heads;
+  const float* x = in + t * ld_in + static_cast<int64_t>(h) * dim;
+  float* y = out + t * ld_out + static_cast<int64_t>(h) * dim;
+  // Sum of squares in double, as the reference does.
+  double sum = 0;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) sum += static_cast<double>(x[i]) * x[i];
+  __shared__ double partial[kNormThreads / 32];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
+  __syncthreads();
+  double total = 0;
+  for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) total += partial[i];
+  const float inv = static_cast<float>(1.0 / sqrt(total / dim + eps));
+  __syncthreads();  // every thread has read x before any writes y (in place)
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) y[i] = x[i] * inv * w[i];
+}
+
+__global__ void rope_kernel(float* x, int64_t ld, int n, int heads, int head_dim, int n_rot, const float* cos,
+                            const float* sin, bool neox) {
+  const int half = n_rot / 2;
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<int64_t>(n) * heads * half) return;
+  const int p = static_cast<int>(i % half);
+  const int h = static_cast<int>((i / half) % heads);
+  const int64_t t = i / (static_cast<int64_t>(half) * heads);
+  float* v = x + t * ld + static_cast<int64_t>(h) * head_dim;
+  const int ia = neox ? p : 2 * p, ib = neox ? p + half : 2 * p + 1;
+  const float c = cos[t * half + p], s = sin[t * half + p];
+  const float a = v[ia], b = v[ib];
+  v[ia] = a * c - b * s;
+  v[ib] = a * s + b * c;
+}
+
+__global__ void kv_store_kernel(const float* src, int64_t ld, int n, int kv_dim, int64_t pos0, int64_t rows,
+                                void* cache, bool f16_cache) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<int64_t>(n) * kv_dim) return;
+  const int64_t t = i / kv_dim, d = i % kv_dim;
+  const int64_t at = ((pos0 + t) % rows) * kv_dim + d;
+  const float v = src[t * ld + d];
+  if (f16_cache)
+    static_cast<__half*>(cache)[at] = __float2half_rn(v);
+  else
+    static_cast<float*>(cache)[at] = v;
+}
+
+__device__ __forceinline__ float gelu1(float t) {
+  constexpr float kSqrt2OverPi = 0.7978845608028654f;
+  return 0.5f * t * (1.0f + tanhf(kSqrt2OverPi * (t + 0.044715f * t * t * t)));
+}
+__device__ __forceinline__ float silu1(float t) { return t / (1.0f + expf(-t)); }
+
+__global__ void gated_kernel(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out,
+                             int64_t ld_out, int n, int F) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i >= static_cast<int64_t>(n) * F) return;
+  const int64_t t = i / F, f = i % F;
+  const float g = gate[t * ld_in + f];
+  out[t * ld_out + f] = (act == GatedAct::silu ? silu1(g) : gelu1(g)) * up[t * ld_in + f];
+}
+
+__global__ void add_kernel(float* y, const float* x, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) y[i] += x[i];
+}
+
+__global__ void softcap_kernel(float* x, float cap, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) x[i] = cap * tanhf(x[i] / cap);
+}
+
+// ---------------------------------------------------------------------------
+// Attention: one block per (token, kv head) — every query head of the group
+// in the block, so each K/V row is read once for all of them. Keys go in
+// tiles of kTile: thread j scores key j of the tile for each query head;
+// then the running max / sum / output of each head are rescaled (online
+// softmax) and thread d accumulates output dims d, d + blockDim, ...
+
+constexpr int kAttnThreads = 128;
+constexpr int kTile = kAttnThreads;
+constexpr int kMaxHeadDim = 256;
+constexpr int kMaxGroup = 8;  // query heads per kv head held at once
+
+__device__ __forceinline__ float load_kv(const void* base, bool f16_cache, int64_t i) {
+  return f16_cache ? __half2float(static_cast<const __half*>(base)[i]) : static_cast<const float*>(base)[i];
+}
+
+__global__ void attention_kernel(AttentionShape s, int g0, int group_n, const float* q, const void* kc, const void* vc,
+                                 float* out) {
+  const int t = blockIdx.x;
+  const int g = blockIdx.y;                         // kv head
+  const int group = s.heads / s.kv_heads;           // query heads per kv head
+  const int D = s.head_dim;
+  const int64_t pos = s.pos0 + t;
+  const int64_t first = s.window > 0 ? max(static_cast<int64_t>(0), pos - s.window + 1) : 0;
+
+  __shared__ float qs[kMaxGroup][kMaxHeadDim];
+  __shared__ float p[kMaxGroup][kTile];
+  __shared__ float red[kMaxGroup][kAttnThreads / 32];
+  __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], rescale[kMaxGroup];
+
+  for (int i = threadIdx.x; i < group_n * D; i += blockDim.x) {
+    const int hh = i / D, d = i % D;
+    qs[hh][d] = q[t * s.ldq + static_cast<int64_t>(g * group + g0 + hh) * D + d];
+  }
+  if (threadIdx.x < group_n) m_run[threadIdx.x] = -INFINITY, l_run[threadIdx.x] = 0.0f;
+  constexpr int kDimsPerThread = kMaxHeadDim / kAttnThreads;
+  float acc[kMaxGroup][kDimsPerThread];
+#pragma unroll
+  for (int hh = 0; hh < kMaxGroup; ++hh)
+#pragma unroll
+    for (int k = 0; k < kDimsPerThread; ++k) acc[hh][k] = 0.0f;
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  for (int64_t j0 = first; j0 <= pos; j0 += kTile) {
+    const int64_t j = j0 + threadIdx.x;
+    const bool live = j <= pos;
+    const int64_t row = s.ring > 0 ? j % s.ring : j;
+    // Scores of key j for every query head of the group.
+    float sc[kMaxGroup];
+#pragma unroll
+    for (int hh = 0; hh < kMaxGroup; ++hh) sc[hh] = -INFINITY;
+    if (live) {
+      const int64_t base = row * s.kv_dim + static_cast<int64_t>(g) * D;
+      float dot[kMaxGroup];
+#pragma unroll
+      for (int hh = 0; hh < kMaxGroup; ++hh) dot[hh] = 0.0f;
+      for (int d = 0; d < D; ++d) {
+        const float kv = load_kv(kc, s.kv_f16, base + d);
+#pragma unroll
+        for (int hh = 0; hh < kMaxGroup; ++hh)
+          if (hh < group_n) dot[hh] += qs[hh][d] * kv;
+      }
+#pragma unroll
+      for (int hh = 0; hh < kMaxGroup; ++hh) {
+        float v = dot[hh] * s.scale;
+        if (s.softcap > 0) v = s.softcap * tanhf(v / s.softcap);
+        sc[hh] = v;
+      }
+    }
+    // Tile max per head.
+#pragma unroll
+    for (int hh = 0; hh < kMaxGroup; ++hh) {
+      if (hh >= group_n) break;
+      float m = sc[hh];
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+      if (lane == 0) red[hh][warp] = m;
+    }
+    __syncthreads();
+    if (threadIdx.x < group_n) {
+      const int hh = threadIdx.x;
+      float m = red[hh][0];
+      for (int w = 1; w < kAttnThreads / 32; ++w) m = fmaxf(m, red[hh][w]);
+      const float m_new = fmaxf(m_run[hh], m);
+      rescale[hh] = expf(m_run[hh] - m_new);  // exp(-inf) = 0 on the first tile
+      m_run[hh] = m_new;
+    }
+    __syncthreads();
+    // Probabilities and their sum per head.
+#pragma unroll
+    for (int hh = 0; hh < kMaxGroup; ++hh) {
+      if (hh >= group_n) break;
+      const float e = live ? expf(sc[hh] - m_run[hh]) : 0.0f;
+      p[hh][threadIdx.x] = e;
+      float sum = e;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      if (lane == 0) red[hh][warp] = sum;
+    }
+    __syncthreads();
+    if (threadIdx.x < group_n) {
+      const int hh = threadIdx.x;
+      float sum = 0;
+      for (int w = 0; w < kAttnThreads / 32; ++w) sum += red[hh][w];
+      l_run[hh] = l_run[hh] * rescale[hh] + sum;
+    }
+    // Output: rescale, then add p_j * V[j] over the tile's keys.
+    const int n_keys = static_cast<int>(min(static_cast<int64_t>(kTile), pos - j0 + 1));
+#pragma unroll
+    for (int k = 0; k < kDimsPerThread; ++k) {
+      const int d = threadIdx.x + k * kAttnThreads;
+      if (d >= D) break;
+#pragma unroll
+      for (int hh = 0; hh < kMaxGroup; ++hh)
+        if (hh < group_n) acc[hh][k] *= rescale[hh];
+      for (int jj = 0; jj < n_keys; ++jj) {
+        const int64_t jr = j0 + jj;
+        const int64_t r = s.ring > 0 ? jr % s.ring : jr;
+        const float v = load_kv(vc, s.kv_f16, r * s.kv_dim + static_cast<int64_t>(g) * D + d);
+#pragma unroll
+        for (int hh = 0; hh < kMaxGroup; ++hh)
+          if (hh < group_n) acc[hh][k] += p[hh][jj] * v;
+      }
+    }
+    __syncthreads();  // p, red and rescale are rewritten by the next tile
+  }
+#pragma unroll
+  for (int k = 0; k < kDimsPerThread; ++k) {
+    const int d = threadIdx.x + k * kAttnThreads;
+    if (d >= D) break;
+#pragma unroll
+    for (int hh = 0; hh < kMaxGroup; ++hh)
+      if (hh < group_n) out[t * static_cast<int64_t>(s.heads) * D + static_cast<int64_t>(g * group + g0 + hh) * D + d] =
+          acc[hh][k] / l_run[hh];
+  }
+}
+
+struct NoLaunch {
+  template <DType T>
+  void run() const {}
+};
+
+struct EmbedLaunch {
+  const uint8_t* table;
+  size_t row_bytes;
+  const int32_t* tokens;
+  int n, E;
+  float scale;
+  float* x;
+  cudaStream_t stream;
+  template <DType T>
+  void run() const {
+    const int64_t work = n * segments(E);
+    embed_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream>>>(table, row_bytes, tokens, n, E, scale, x);
+  }
+};
+
+struct DequantizeLaunch {
+  const uint8_t* first;
+  size_t row_bytes;
+  int64_t rows, K;
+  float* out;
+  cudaStream_t stream;
+  template <DType T>
+  void run() const {
+    const int64_t work = rows * segments(K);
+    dequantize_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream>>>(first, row_bytes, rows, K, out);
+  }
+};
+
+struct GemvLaunch {
+  const uint8_t* w;
+  size_t row_bytes;
+  int64_t rows, K;
+  const float* x;
+  int64_t ldx;
+  int n;
+  float* y;
+  int64_t ldy;
+  cudaStream_t stream;
+  template <DType T>
+  void run() const {
+    const unsigned grid = blocks_for(rows, kWarpsPerBlock);
+    if (n == 1)
+      gemv_kernel<T, 1><<<grid, kWarpsPerBlock * 32, 0, stream>>>(w, row_bytes, rows, K, x, ldx, n, y, ldy);
+    else
+      gemv_kernel<T, kGemvMaxTokens><<<grid, kWarpsPerBlock * 32, 0, stream>>>(w, row_bytes, rows, K, x, ldx, n, y, ldy);
+  }
+};
+
+}  // namespace
+
+bool supports(DType type) { return with_type(type, NoLaunch{}); }
+
+void embed(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale, float* x,
+           cudaStream_t stream) {
+  with_type(type, EmbedLaunch{static_cast<const uint8_t*>(table), row_bytes, tokens, n, E, scale, x, stream});
+}
+
+void dequantize_rows(DType type, const void* w, size_t row_bytes, int64_t row0, int64_t rows, int64_t K, float* out,
+                     cudaStream_t stream) {
+  const auto* first = static_cast<const uint8_t*>(w) + static_cast<size_t>(row0) * row_bytes;
+  with_type(type, DequantizeLaunch{first, row_bytes, rows, K, out, stream});
+}
+
+void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
+          float* y, int64_t ldy, cudaStream_t stream) {
+  with_type(type, GemvLaunch{static_cast<const uint8_t*>(w), row_bytes, rows, K, x, ldx, n, y, ldy, stream});
+}
+
+void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
+             float eps, cudaStream_t stream) {
+  const int threads = dim >= kNormThreads ? kNormThreads : ((dim + 31) / 32) * 32;
+  rmsnorm_kernel<<<static_cast<unsigned>(n * heads), threads, 0, stream>>>(in, ld_in, out, ld_out, heads, dim, w, eps);
+}
+
+void rope(float* x, int64_t ld, int n, int heads, int head_dim, int n_rot, const float* cos, const float* sin,
+          bool neox, cudaStream_t stream) {
+  const int64_t work = static_cast<int64_t>(n) * heads * (n_rot / 2);
+  rope_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(x, ld, n, heads, head_dim, n_rot, cos, sin, neox);
+}
+
+void kv_store(const float* src, int64_t ld, int n, int kv_dim, int64_t pos0, int64_t rows, void* cache, bool f16,
+              cudaStream_t stream) {
+  const int64_t work = static_cast<int64_t>(n) * kv_dim;
+  kv_store_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(src, ld, n, kv_dim, pos0, rows, cache, f16);
+}
+
+void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,
+               cudaStream_t stream) {
+  const int group = s.heads / s.kv_heads;
+  const dim3 grid(static_cast<unsigned>(s.n), static_cast<unsigned>(s.kv_heads));
+  for (int g0 = 0; g0 < group; g0 += kMaxGroup) {
+    const int group_n = group - g0 < kMaxGroup ? group - g0 : kMaxGroup;
+    attention_kernel<<<grid, kAttnThreads, 0, stream>>>(s, g0, group_n, q, k_cache, v_cache, out);
+  }
+}
+
+void gated(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,
+           cudaStream_t stream) {
+  const int64_t work = static_cast<int64_t>(n) * F;
+  gated_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(act, gate, up, ld_in, out, ld_out, n, F);
+}
+
+void add(float* y, const float* x, int64_t n, cudaStream_t stream) {
+  add_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(y, x, n);
+}
+
+void softcap(float* x, float cap, int64_t n, cudaStream_t stream) {
+  softcap_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, cap, n);
+}
+
+}  // namespace slm::kernels::cuda

@@ -1,0 +1,205 @@
+#include "model/cpu_forward.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/fp16.h"
+#include "cpu/parallel.h"
+#include "slm/error.h"
+
+namespace slm::model {
+
+// ---------------------------------------------------------------------------
+// KvCache
+
+KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16)
+    : rows_(rows), n_ctx_(n_ctx), kv_dim_(kv_dim), f16_(f16), elem_(f16 ? 2 : 4) {
+  double bytes = 0;
+  for (int64_t r : rows_) bytes += 2.0 * static_cast<double>(r) * static_cast<double>(kv_dim) * static_cast<double>(elem_);
+  if (bytes > 256.0 * (1ull << 30))
+    throw Error(fmt::format("KV cache of {:.1f} GiB for a context of {} is too large; use a smaller context",
+                            bytes / (1ull << 30), n_ctx));
+  size_t at = 0;
+  for (int64_t r : rows_) {
+    offset_.push_back(at);
+    at += 2 * static_cast<size_t>(r * kv_dim) * elem_;
+  }
+  data_.resize(at);
+}
+
+void* KvCache::base(int layer, int which) {
+  const size_t per = static_cast<size_t>(rows(layer) * kv_dim_) * elem_;
+  return data_.data() + offset_[static_cast<size_t>(layer)] + static_cast<size_t>(which) * per;
+}
+
+void KvCache::store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k) {
+  const int64_t r = pos % rows(layer);  // the identity for full-context layers (pos < n_ctx)
+  uint8_t* dst = static_cast<uint8_t*>(base(layer, which)) + static_cast<size_t>(r * kv_dim_) * elem_;
+  if (f16_)
+    k.f32_to_f16(row, reinterpret_cast<uint16_t*>(dst), kv_dim_);
+  else
+    std::memcpy(dst, row, static_cast<size_t>(kv_dim_) * sizeof(float));
+}
+
+// ---------------------------------------------------------------------------
+// CpuForward
+
+CpuForward::CpuForward(const Model& model, const ForwardConfig& config, const std::vector<RopeState>& ropes,
+                       const kernels::KernelTable& k)
+    : Forward(model, ropes),
+      cache_(config.kv_rows, config.n_ctx, model.hparams().kv_dim(), config.kv_f16),
+      k_(k),
+      n_threads_(config.n_threads) {
+  const auto nb = static_cast<size_t>(config.n_batch);
+  const auto E = static_cast<size_t>(hp_.n_embd), F = static_cast<size_t>(hp_.n_ff);
+  x_.resize(nb * E);
+  xn_.resize(nb * E);
+  o_.resize(nb * E);
+  q_.resize(nb * static_cast<size_t>(hp_.q_dim() + 2 * hp_.kv_dim()));  // fused qkv output fits too
+  kv_k_.resize(nb * static_cast<size_t>(hp_.kv_dim()));
+  kv_v_.resize(kv_k_.size());
+  attn_.resize(nb * static_cast<size_t>(hp_.q_dim()));
+  up_.resize(nb * 2 * F);
+  act_.resize(nb * F);
+  cos_.resize(ropes_.size() * nb * static_cast<size_t>(hp_.n_rot / 2));
+  sin_.resize(cos_.size());
+}
+
+size_t CpuForward::scratch_bytes() const {
+  size_t floats = x_.size() + xn_.size() + o_.size() + q_.size() + kv_k_.size() + kv_v_.size() + attn_.size() +
+                  up_.size() + act_.size() + cos_.size() + sin_.size();
+  return floats * sizeof(float) + act_scratch_.capacity();
+}
+
+void CpuForward::matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy) {
+  kernels::matmul(k_, w, in, n, out, ldy, n_threads_, act_scratch_);
+}
+
+void CpuForward::norm(const float* in, const Weight& w, float* out) {
+  const int64_t E = hp_.n_embd;
+  for (int64_t t = 0; t < n_tokens_; ++t) k_.rmsnorm(in + t * E, w.vec.data(), hp_.rms_eps, E, out + t * E);
+}
+
+void CpuForward::add_residual(const float* o) { k_.add(x_.data(), o, n_tokens_ * hp_.n_embd); }
+
+void CpuForward::embed(const int32_t* tokens) {
+  const int64_t n = n_tokens_;
+  const Weight& embd = model_.global(Slot::token_embd);
+  const int64_t E = hp_.n_embd;
+  for (int64_t t = 0; t < n; ++t) {
+    const uint8_t* row = static_cast<const uint8_t*>(embd.matrix.data) + static_cast<size_t>(tokens[t]) * embd.matrix.row_bytes;
+    kernels::dequantize_row(embd.matrix.type, row, x_.data() + t * E, E);
+    if (hp_.embd_scale != 1.0f) k_.scale(x_.data() + t * E, hp_.embd_scale, E);
+  }
+  // RoPE angles once per position and table, shared by every layer and
+  // head that uses the table.
+  const int half = hp_.n_rot / 2;
+  for (size_t r = 0; r < ropes_.size(); ++r) {
+    const RopeState& rope = ropes_[r];
+    const float* factors = rope.factors.empty() ? nullptr : rope.factors.data();
+    for (int64_t t = 0; t < n; ++t) {
+      const size_t at = (r * static_cast<size_t>(n) + static_cast<size_t>(t)) * static_cast<size_t>(half);
+      kernels::rope_angles(pos(t), hp_.n_rot, hp_.rope_tables[r].base, factors, rope.attn_factor, cos_.data() + at,
+                           sin_.data() + at);
+    }
+  }
+}
+
+void CpuForward::attention(int layer, const float* in, float* out) {
+  const int64_t n = n_tokens_, D = hp_.head_dim, H = hp_.n_head, KV = hp_.n_head_kv;
+  const int64_t qd = hp_.q_dim(), kvd = hp_.kv_dim();
+  // Projections: q rows of ldq floats, k/v rows of ldk floats.
+  float *q, *kk, *vv;
+  int64_t ldq, ldk;
+  if (const Weight& qkv = model_.layer(layer, Slot::attn_qkv)) {  // fused: one row per token = [q | k | v]
+    ldq = ldk = qd + 2 * kvd;
+    matmul(qkv.matrix, in, n, q_.data(), ldq);
+    q = q_.data();
+    kk = q + qd;
+    vv = q + qd + kvd;
+  } else {
+    ldq = qd;
+    ldk = kvd;
+    q = q_.data();
+    kk = kv_k_.data();
+    vv = kv_v_.data();
+    matmul(model_.layer(layer, Slot::attn_q).matrix, in, n, q, ldq);
+    matmul(model_.layer(layer, Slot::attn_k).matrix, in, n, kk, ldk);
+    matmul(model_.layer(layer, Slot::attn_v).matrix, in, n, vv, ldk);
+  }
+  // Gemma 3: each q head and each k head RMS-normalised (one [D] weight
+  // shared by the heads) before RoPE.
+  if (const Weight& qn = model_.layer(layer, Slot::attn_q_norm)) {
+    const Weight& kn = model_.layer(layer, Slot::attn_k_norm);
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t h = 0; h < H; ++h) k_.rmsnorm(q + t * ldq + h * D, qn.vec.data(), hp_.rms_eps, D, q + t * ldq + h * D);
+      for (int64_t g = 0; g < KV; ++g) k_.rmsnorm(kk + t * ldk + g * D, kn.vec.data(), hp_.rms_eps, D, kk + t * ldk + g * D);
+    }
+  }
+  const LayerSpec& spec = hp_.layers[static_cast<size_t>(layer)];
+  const int half = hp_.n_rot / 2;
+  const float* cos_table = cos_.data() + static_cast<size_t>(spec.rope_table) * static_cast<size_t>(n * half);
+  const float* sin_table = sin_.data() + static_cast<size_t>(spec.rope_table) * static_cast<size_t>(n * half);
+  for (int64_t t = 0; t < n; ++t) {
+    const float* c = cos_table + t * half;
+    const float* s = sin_table + t * half;
+    k_.rope(q + t * ldq, static_cast<int>(H), static_cast<int>(D), hp_.n_rot, c, s, hp_.rope_neox);
+    k_.rope(kk + t * ldk, static_cast<int>(KV), static_cast<int>(D), hp_.n_rot, c, s, hp_.rope_neox);
+    cache_.store(layer, 0, pos(t), kk + t * ldk, k_);
+    cache_.store(layer, 1, pos(t), vv + t * ldk, k_);
+  }
+  // Attention per (token, head); a head uses kv head h / (H / KV).
+  const int64_t window = spec.window;
+  const int64_t group = H / KV;
+  const size_t elem = cache_.f16() ? 2 : 4;
+  const auto* kbase = static_cast<const uint8_t*>(cache_.k(layer));
+  const auto* vbase = static_cast<const uint8_t*>(cache_.v(layer));
+  parallel_for(n * H, n_threads_, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(static_cast<size_t>(pos(n - 1) + 1));
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t t = i / H, h = i % H, g = h / group;
+      kernels::AttentionArgs a;
+      a.q = q + t * ldq + h * D;
+      a.k = kbase + static_cast<size_t>(g * D) * elem;
+      a.v = vbase + static_cast<size_t>(g * D) * elem;
+      a.kv_f16 = cache_.f16();
+      a.kv_stride = kvd;
+      a.ring = cache_.is_ring(layer) ? cache_.rows(layer) : 0;
+      a.head_dim = static_cast<int>(D);
+      a.last = pos(t);
+      a.first = window > 0 ? std::max<int64_t>(0, pos(t) - window + 1) : 0;
+      a.scale = hp_.query_scale;
+      a.softcap = hp_.attn_softcap;
+      a.scores = scores.data();
+      a.out = attn_.data() + t * qd + h * D;
+      k_.attention(a);
+    }
+  });
+  matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.data(), n, out, hp_.n_embd);
+}
+
+void CpuForward::gated_mlp(int layer, const float* in, float* out, Activation act) {
+  const int64_t n = n_tokens_, F = hp_.n_ff;
+  auto fn = act == Activation::silu ? k_.swiglu : k_.geglu;
+  if (const Weight& gate = model_.layer(layer, Slot::ffn_gate)) {
+    matmul(gate.matrix, in, n, act_.data(), F);
+    matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n, up_.data(), F);
+    fn(act_.data(), up_.data(), act_.data(), n * F);
+  } else {  // fused: each row = [gate (F) | up (F)]
+    matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n, up_.data(), 2 * F);
+    for (int64_t t = 0; t < n; ++t) fn(up_.data() + t * 2 * F, up_.data() + t * 2 * F + F, act_.data() + t * F, F);
+  }
+  matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.data(), n, out, hp_.n_embd);
+}
+
+void CpuForward::logits(int64_t first, float* out) {
+  const int64_t E = hp_.n_embd, V = hp_.n_vocab, rows = n_tokens_ - first;
+  const Weight& norm_w = model_.global(Slot::output_norm);
+  for (int64_t t = first; t < n_tokens_; ++t) k_.rmsnorm(x_.data() + t * E, norm_w.vec.data(), hp_.rms_eps, E, xn_.data() + t * E);
+  matmul(model_.output_matrix(), xn_.data() + first * E, rows, out, V);
+  if (hp_.final_softcap > 0) k_.softcap(out, hp_.final_softcap, rows * V);
+}
+
+}  // namespace slm::model

@@ -1,0 +1,70 @@
+// The CPU backend: the KV cache in host memory and the Forward pieces on the
+// CPU kernel table (kernels/cpu), threaded over tokens, heads and rows.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cpu/kernels.h"
+#include "model/forward.h"
+
+namespace slm::model {
+
+// K and V for every layer: layer l holds rows(l) rows of kv_dim elements —
+// every position of the context (rows == n_ctx), or, for a sliding-window
+// layer, a ring of the last rows(l) positions (position p in row p % rows).
+// Kv head g of a row starts at element g * D.
+class KvCache {
+ public:
+  // rows[l]: rows of layer l (n_ctx, or a ring size below it).
+  KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16);
+  void* k(int layer) { return base(layer, 0); }
+  void* v(int layer) { return base(layer, 1); }
+  bool f16() const { return f16_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t rows(int layer) const { return rows_[static_cast<size_t>(layer)]; }
+  bool is_ring(int layer) const { return rows(layer) < n_ctx_; }
+  size_t bytes() const { return data_.size(); }
+  // Stores position pos's K or V (kv_dim floats) in its row.
+  void store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k);
+
+ private:
+  void* base(int layer, int which);
+  std::vector<int64_t> rows_;
+  std::vector<size_t> offset_;  // byte offset of layer l's K; its V follows
+  int64_t n_ctx_, kv_dim_;
+  bool f16_;
+  size_t elem_;
+  std::vector<uint8_t> data_;
+};
+
+class CpuForward final : public Forward {
+ public:
+  CpuForward(const Model& model, const ForwardConfig& config, const std::vector<RopeState>& ropes,
+             const kernels::KernelTable& k);
+
+  float* x() override { return x_.data(); }
+  float* xn() override { return xn_.data(); }
+  float* o() override { return o_.data(); }
+  void norm(const float* in, const Weight& w, float* out) override;
+  void attention(int layer, const float* in, float* out) override;
+  void gated_mlp(int layer, const float* in, float* out, Activation act) override;
+  void add_residual(const float* o) override;
+  void logits(int64_t first, float* out) override;
+  size_t scratch_bytes() const override;
+  size_t kv_bytes() const override { return cache_.bytes(); }
+
+ private:
+  void embed(const int32_t* tokens) override;
+  // y = W x for the batch (rows of in are `in_dim` long).
+  void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);
+
+  KvCache cache_;
+  const kernels::KernelTable& k_;
+  int n_threads_;
+  std::vector<float> x_, xn_, o_, q_, kv_k_, kv_v_, attn_, up_, act_;
+  std::vector<float> cos_, sin_;  // [table][token][n_rot / 2]
+  std::vector<uint8_t> act_scratch_;
+};
+
+}  // namespace slm::model

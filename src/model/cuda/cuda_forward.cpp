@@ -1,0 +1,427 @@
+// The CUDA backend: the weights copied to the GPU once at load (CudaWeights,
+// owned by the Model), and CudaForward, the Forward pieces as kernels
+// (kernels/cuda/ops.h) on one stream, with the KV cache and scratch buffers
+// in device memory. Only the logits come back to the host.
+//
+// Matmuls: up to kGemvMaxTokens tokens run the dequantizing GEMV (weights
+// read once, f32 accumulation); larger batches dequantize the weight rows
+// into an f32 tile and run cuBLAS on them — exact f32 math for float
+// weights, TF32 tensor cores for quantized ones (whose own rounding is far
+// coarser than TF32's).
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <unordered_map>
+
+#include "core/dtype.h"
+#include "cpu/kernels.h"
+#include "cuda/ops.h"
+#include "model/cuda/cuda_backend.h"
+#include "slm/error.h"
+
+namespace slm::model::cuda {
+namespace ops = kernels::cuda;
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(fmt::format("CUDA error in {}: {}", what, cudaGetErrorString(e)));
+}
+
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw Error(fmt::format("cuBLAS error in {}: {}", what, cublasGetStatusString(s)));
+}
+
+double mib(size_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+// Device memory, freed with its owner.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
+    if (bytes > 0) check(cudaMalloc(&p_, bytes), "cudaMalloc");
+  }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (p_ != nullptr) cudaFree(p_);
+  }
+  void* get() const { return p_; }
+  float* f() const { return static_cast<float*>(p_); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+std::string device_name(int device) {
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
+  return fmt::format("cuda: {} ({:.1f} GiB)", prop.name, static_cast<double>(prop.totalGlobalMem) / (1ull << 30));
+}
+
+// Calls fn(weight) for every tensor the model holds.
+template <typename Fn>
+void for_each_weight(const Model& m, Fn&& fn) {
+  for (size_t s = 0; s < static_cast<size_t>(Slot::count); ++s) {
+    const auto slot = static_cast<Slot>(s);
+    if (!is_layer_slot(slot)) {
+      if (const Weight& w = m.global(slot)) fn(w);
+      continue;
+    }
+    for (int l = 0; l < m.hparams().n_layer; ++l)
+      if (const Weight& w = m.layer(l, slot)) fn(w);
+  }
+}
+
+size_t matrix_bytes(const kernels::WeightMatrix& m) { return m.row_bytes * static_cast<size_t>(m.rows); }
+
+// The weights on the GPU, found by the host address of their data (the
+// mapped file for matrices, Weight::vec for 1-D tensors).
+class CudaWeights final : public BackendWeights {
+ public:
+  explicit CudaWeights(const Model& m) : name_(device_name(0)) {
+    const HParams& hp = m.hparams();
+    if (hp.head_dim > 256)
+      throw Error(fmt::format("{}: head size {} is above the CUDA attention kernel's 256", m.file().path(), hp.head_dim));
+    size_t need = 0;
+    for_each_weight(m, [&](const Weight& w) {
+      if (w.info->ne.size() == 1) {
+        need += w.vec.size() * sizeof(float);
+      } else {
+        if (!ops::supports(w.matrix.type))
+          throw Error(fmt::format("{}: tensor '{}' has type {}, which the CUDA backend cannot compute with",
+                                  m.file().path(), w.info->name, dtype_name(w.matrix.type)));
+        need += matrix_bytes(w.matrix);
+      }
+    });
+    size_t free_bytes = 0, total_bytes = 0;
+    check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    const size_t reserve = size_t{256} << 20;  // cuBLAS workspace, scratch, KV cache of a short context
+    if (need + reserve > free_bytes)
+      throw Error(fmt::format("{}: the weights need {:.0f} MiB of GPU memory (plus {:.0f} MiB to run); {} has {:.0f} "
+                              "MiB free",
+                              m.file().path(), mib(need), mib(reserve), name_, mib(free_bytes)));
+    for_each_weight(m, [&](const Weight& w) {
+      const bool vec = w.info->ne.size() == 1;
+      const void* host = vec ? static_cast<const void*>(w.vec.data()) : w.matrix.data;
+      const size_t bytes = vec ? w.vec.size() * sizeof(float) : matrix_bytes(w.matrix);
+      DeviceBuffer buf(bytes);
+      check(cudaMemcpy(buf.get(), host, bytes, cudaMemcpyHostToDevice), "uploading weights");
+      bytes_ += bytes;
+      map_.emplace(host, std::move(buf));
+    });
+  }
+
+  size_t bytes() const override { return bytes_; }
+  std::string name() const override { return name_; }
+
+  const void* matrix(const kernels::WeightMatrix& w) const { return find(w.data); }
+  const float* vec(const Weight& w) const { return static_cast<const float*>(find(w.vec.data())); }
+
+ private:
+  const void* find(const void* host) const {
+    const auto it = map_.find(host);
+    if (it == map_.end()) throw Error("CUDA backend: a weight was not uploaded (internal error)");
+    return it->second.get();
+  }
+  std::string name_;
+  size_t bytes_ = 0;
+  std::unordered_map<const void*, DeviceBuffer> map_;
+};
+
+constexpr int64_t kLogitRows = 64;              // rows of logits computed per pass
+constexpr int64_t kDequantTile = int64_t{1} << 25;  // floats of the dequantized weight tile (128 MiB)
+
+class CudaForward final : public Forward {
+ public:
+  CudaForward(const Model& model, const ForwardConfig& c, const std::vector<RopeState>& ropes)
+      : Forward(model, ropes),
+        w_(dynamic_cast<const CudaWeights&>(*model.backend_weights())),
+        n_ctx_(c.n_ctx),
+        kv_f16_(c.kv_f16),
+        kv_rows_(c.kv_rows) {
+    const HParams& hp = hp_;
+    const auto nb = static_cast<size_t>(c.n_batch), E = static_cast<size_t>(hp.n_embd),
+               F = static_cast<size_t>(hp.n_ff), qd = static_cast<size_t>(hp.q_dim()),
+               kvd = static_cast<size_t>(hp.kv_dim()), half = static_cast<size_t>(hp.n_rot / 2);
+    // The largest matrix decides the dequantized tile (at most kDequantTile floats).
+    int64_t largest = 0;
+    for_each_weight(model, [&](const Weight& w) {
+      if (w.info->ne.size() == 2 && w.matrix.type != DType::F32) largest = std::max(largest, w.matrix.rows * w.matrix.cols);
+    });
+    size_t kv_need = 0;
+    for (int64_t r : kv_rows_) kv_need += 2 * static_cast<size_t>(r) * kvd * (kv_f16_ ? 2 : 4);
+    size_t free_bytes = 0, total_bytes = 0;
+    check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo");
+    const size_t scratch = sizeof(float) * (nb * (3 * E + qd + 2 * kvd + qd + 2 * kvd + 3 * F) +
+                                            static_cast<size_t>(kLogitRows * hp.n_vocab) +
+                                            static_cast<size_t>(std::min(largest, kDequantTile)));
+    if (kv_need + scratch > free_bytes)
+      throw Error(fmt::format("a context of {} positions needs {:.0f} MiB of GPU memory for its KV cache and {:.0f} "
+                              "MiB of scratch; {} has {:.0f} MiB free: use a smaller context (-c)",
+                              c.n_ctx, mib(kv_need), mib(scratch), w_.name(), mib(free_bytes)));
+    for (int64_t r : kv_rows_) {
+      const size_t bytes = static_cast<size_t>(r) * kvd * (kv_f16_ ? 2 : 4);
+      k_cache_.emplace_back(bytes);
+      v_cache_.emplace_back(bytes);
+      kv_bytes_ += 2 * bytes;
+    }
+    x_ = DeviceBuffer(nb * E * sizeof(float));
+    xn_ = DeviceBuffer(nb * E * sizeof(float));
+    o_ = DeviceBuffer(nb * E * sizeof(float));
+    q_ = DeviceBuffer(nb * (qd + 2 * kvd) * sizeof(float));
+    kk_ = DeviceBuffer(nb * kvd * sizeof(float));
+    vv_ = DeviceBuffer(nb * kvd * sizeof(float));
+    attn_ = DeviceBuffer(nb * qd * sizeof(float));
+    up_ = DeviceBuffer(nb * 2 * F * sizeof(float));
+    act_ = DeviceBuffer(nb * F * sizeof(float));
+    logits_ = DeviceBuffer(static_cast<size_t>(kLogitRows * hp.n_vocab) * sizeof(float));
+    tile_ = DeviceBuffer(static_cast<size_t>(std::min(largest, kDequantTile)) * sizeof(float));
+    tokens_ = DeviceBuffer(nb * sizeof(int32_t));
+    cos_ = DeviceBuffer(ropes.size() * nb * half * sizeof(float));
+    sin_ = DeviceBuffer(ropes.size() * nb * half * sizeof(float));
+    host_cos_.resize(ropes.size() * nb * half);
+    host_sin_.resize(host_cos_.size());
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cublasCreate(&blas_), "cublasCreate");
+    check(cublasSetStream(blas_, stream_), "cublasSetStream");
+  }
+
+  ~CudaForward() override {
+    cublasDestroy(blas_);
+    cudaStreamDestroy(stream_);
+  }
+
+  float* x() override { return x_.f(); }
+  float* xn() override { return xn_.f(); }
+  float* o() override { return o_.f(); }
+
+  void norm(const float* in, const Weight& w, float* out) override {
+    const int E = static_cast<int>(hp_.n_embd);
+    ops::rmsnorm(in, E, out, E, static_cast<int>(n_tokens_), 1, E, w_.vec(w), hp_.rms_eps, stream_);
+  }
+
+  void add_residual(const float* o) override { ops::add(x_.f(), o, n_tokens_ * hp_.n_embd, stream_); }
+
+  void attention(int layer, const float* in, float* out) override {
+    const int n = static_cast<int>(n_tokens_);
+    const int64_t D = hp_.head_dim, H = hp_.n_head, KV = hp_.n_head_kv, qd = hp_.q_dim(), kvd = hp_.kv_dim();
+    float *q, *kk, *vv;
+    int64_t ldq, ldk;
+    if (const Weight& qkv = model_.layer(layer, Slot::attn_qkv)) {  // fused: one row per token = [q | k | v]
+      ldq = ldk = qd + 2 * kvd;
+      matmul(qkv.matrix, in, n_tokens_, q_.f(), ldq);
+      q = q_.f();
+      kk = q + qd;
+      vv = q + qd + kvd;
+    } else {
+      ldq = qd;
+      ldk = kvd;
+      q = q_.f();
+      kk = kk_.f();
+      vv = vv_.f();
+      matmul(model_.layer(layer, Slot::attn_q).matrix, in, n_tokens_, q, ldq);
+      matmul(model_.layer(layer, Slot::attn_k).matrix, in, n_tokens_, kk, ldk);
+      matmul(model_.layer(layer, Slot::attn_v).matrix, in, n_tokens_, vv, ldk);
+    }
+    if (const Weight& qn = model_.layer(layer, Slot::attn_q_norm)) {  // Gemma 3: per-head QK-RMSNorm before RoPE
+      const Weight& kn = model_.layer(layer, Slot::attn_k_norm);
+      ops::rmsnorm(q, ldq, q, ldq, n, static_cast<int>(H), static_cast<int>(D), w_.vec(qn), hp_.rms_eps, stream_);
+      ops::rmsnorm(kk, ldk, kk, ldk, n, static_cast<int>(KV), static_cast<int>(D), w_.vec(kn), hp_.rms_eps, stream_);
+    }
+    const LayerSpec& spec = hp_.layers[static_cast<size_t>(layer)];
+    const size_t at = static_cast<size_t>(spec.rope_table) * static_cast<size_t>(n_tokens_ * (hp_.n_rot / 2));
+    ops::rope(q, ldq, n, static_cast<int>(H), static_cast<int>(D), hp_.n_rot, cos_.f() + at, sin_.f() + at,
+              hp_.rope_neox, stream_);
+    ops::rope(kk, ldk, n, static_cast<int>(KV), static_cast<int>(D), hp_.n_rot, cos_.f() + at, sin_.f() + at,
+              hp_.rope_neox, stream_);
+    const auto l = static_cast<size_t>(layer);
+    ops::kv_store(kk, ldk, n, static_cast<int>(kvd), pos0_, kv_rows_[l], k_cache_[l].get(), kv_f16_, stream_);
+    ops::kv_store(vv, ldk, n, static_cast<int>(kvd), pos0_, kv_rows_[l], v_cache_[l].get(), kv_f16_, stream_);
+
+    ops::AttentionShape s;
+    s.n = n;
+    s.heads = static_cast<int>(H);
+    s.kv_heads = static_cast<int>(KV);
+    s.head_dim = static_cast<int>(D);
+    s.ldq = ldq;
+    s.kv_dim = kvd;
+    s.pos0 = pos0_;
+    s.window = spec.window;
+    s.ring = kv_rows_[l] < n_ctx_ ? kv_rows_[l] : 0;  // a sliding-window ring
+    s.scale = hp_.query_scale;
+    s.softcap = hp_.attn_softcap;
+    s.kv_f16 = kv_f16_;
+    ops::attention(s, q, k_cache_[l].get(), v_cache_[l].get(), attn_.f(), stream_);
+    matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.f(), n_tokens_, out, hp_.n_embd);
+  }
+
+  void gated_mlp(int layer, const float* in, float* out, Activation act) override {
+    const int n = static_cast<int>(n_tokens_);
+    const int64_t F = hp_.n_ff;
+    const auto g = act == Activation::silu ? ops::GatedAct::silu : ops::GatedAct::gelu;
+    if (const Weight& gate = model_.layer(layer, Slot::ffn_gate)) {
+      matmul(gate.matrix, in, n_tokens_, act_.f(), F);
+      matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n_tokens_, up_.f(), F);
+      ops::gated(g, act_.f(), up_.f(), F, act_.f(), F, n, static_cast<int>(F), stream_);
+    } else {  // fused: each row = [gate (F) | up (F)]
+      matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n_tokens_, up_.f(), 2 * F);
+      ops::gated(g, up_.f(), up_.f() + F, 2 * F, act_.f(), F, n, static_cast<int>(F), stream_);
+    }
+    matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.f(), n_tokens_, out, hp_.n_embd);
+  }
+
+  void logits(int64_t first, float* out) override {
+    const int64_t E = hp_.n_embd, V = hp_.n_vocab;
+    const Weight& norm_w = model_.global(Slot::output_norm);
+    for (int64_t r0 = first; r0 < n_tokens_; r0 += kLogitRows) {
+      const int64_t rows = std::min(kLogitRows, n_tokens_ - r0);
+      ops::rmsnorm(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), 1, static_cast<int>(E),
+                   w_.vec(norm_w), hp_.rms_eps, stream_);
+      matmul(model_.output_matrix(), xn_.f() + r0 * E, rows, logits_.f(), V);
+      if (hp_.final_softcap > 0) ops::softcap(logits_.f(), hp_.final_softcap, rows * V, stream_);
+      check(cudaMemcpyAsync(out + (r0 - first) * V, logits_.get(), static_cast<size_t>(rows * V) * sizeof(float),
+                            cudaMemcpyDeviceToHost, stream_),
+            "copying logits");
+      check(cudaStreamSynchronize(stream_), "the forward pass");
+    }
+    check(cudaGetLastError(), "the forward pass");
+  }
+
+  size_t scratch_bytes() const override {
+    size_t total = 0;
+    for (const DeviceBuffer* b : {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &tokens_,
+                                  &cos_, &sin_})
+      total += b->bytes();
+    return total;
+  }
+  size_t kv_bytes() const override { return kv_bytes_; }
+
+ private:
+  void embed(const int32_t* tokens) override {
+    const int n = static_cast<int>(n_tokens_);
+    check(cudaMemcpyAsync(tokens_.get(), tokens, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice,
+                          stream_),
+          "copying tokens");
+    const Weight& embd = model_.global(Slot::token_embd);
+    ops::embed(embd.matrix.type, w_.matrix(embd.matrix), embd.matrix.row_bytes, static_cast<const int32_t*>(tokens_.get()),
+               n, static_cast<int>(hp_.n_embd), hp_.embd_scale, x_.f(), stream_);
+    // RoPE angles on the host (the CPU backend's function, in double), one
+    // table per HParams::rope_tables entry: [table][token][n_rot / 2].
+    const int half = hp_.n_rot / 2;
+    for (size_t r = 0; r < ropes_.size(); ++r) {
+      const RopeState& rope = ropes_[r];
+      const float* factors = rope.factors.empty() ? nullptr : rope.factors.data();
+      for (int64_t t = 0; t < n_tokens_; ++t) {
+        const size_t at = (r * static_cast<size_t>(n_tokens_) + static_cast<size_t>(t)) * static_cast<size_t>(half);
+        kernels::rope_angles(pos(t), hp_.n_rot, hp_.rope_tables[r].base, factors, rope.attn_factor,
+                             host_cos_.data() + at, host_sin_.data() + at);
+      }
+    }
+    const size_t bytes = ropes_.size() * static_cast<size_t>(n_tokens_ * half) * sizeof(float);
+    // The host arrays are reused by the next batch: copy synchronously.
+    check(cudaMemcpyAsync(cos_.get(), host_cos_.data(), bytes, cudaMemcpyHostToDevice, stream_), "copying RoPE angles");
+    check(cudaMemcpyAsync(sin_.get(), host_sin_.data(), bytes, cudaMemcpyHostToDevice, stream_), "copying RoPE angles");
+    check(cudaStreamSynchronize(stream_), "copying RoPE angles");
+  }
+
+  // y = W x: [n, K] -> [n, rows] ldy.
+  void matmul(const kernels::WeightMatrix& m, const float* in, int64_t n, float* out, int64_t ldy) {
+    const void* w = w_.matrix(m);
+    if (n <= ops::kGemvMaxTokens) {
+      ops::gemv(m.type, w, m.row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out, ldy, stream_);
+      return;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    // Column-major view: C (rows x n, ldc = ldy) = W^T (rows x K) * X (K x n).
+    if (m.type == DType::F32) {
+      check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m.rows), static_cast<int>(n),
+                         static_cast<int>(m.cols), &one, w, CUDA_R_32F, static_cast<int>(m.cols), in, CUDA_R_32F,
+                         static_cast<int>(m.cols), &zero, out, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                         CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+      return;
+    }
+    const bool exact = m.type == DType::F16 || m.type == DType::BF16;
+    const cublasComputeType_t compute = exact ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
+    const int64_t tile_rows = std::max<int64_t>(1, std::min(m.rows, kDequantTile / m.cols));
+    for (int64_t r0 = 0; r0 < m.rows; r0 += tile_rows) {
+      const int64_t rows = std::min(tile_rows, m.rows - r0);
+      ops::dequantize_rows(m.type, w, m.row_bytes, r0, rows, m.cols, tile_.f(), stream_);
+      check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(n),
+                         static_cast<int>(m.cols), &one, tile_.get(), CUDA_R_32F, static_cast<int>(m.cols), in,
+                         CUDA_R_32F, static_cast<int>(m.cols), &zero, out + r0, CUDA_R_32F, static_cast<int>(ldy),
+                         compute, CUBLAS_GEMM_DEFAULT),
+            "cublasGemmEx");
+    }
+  }
+
+  const CudaWeights& w_;
+  int64_t n_ctx_;
+  bool kv_f16_;
+  std::vector<int64_t> kv_rows_;
+  std::vector<DeviceBuffer> k_cache_, v_cache_;
+  size_t kv_bytes_ = 0;
+  DeviceBuffer x_, xn_, o_, q_, kk_, vv_, attn_, up_, act_, logits_, tile_, tokens_, cos_, sin_;
+  std::vector<float> host_cos_, host_sin_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+};
+
+}  // namespace
+
+bool available(std::string* why_not) {
+  int count = 0;
+  const cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess || count == 0) {
+    if (why_not != nullptr)
+      *why_not = e != cudaSuccess ? fmt::format("no CUDA GPU is usable: {}", cudaGetErrorString(e))
+                                  : std::string("no CUDA GPU is present");
+    return false;
+  }
+  return true;
+}
+
+std::unique_ptr<BackendWeights> upload_weights(const Model& model) {
+  std::string why;
+  if (!available(&why)) throw Error(fmt::format("cannot run {} on CUDA: {}", model.file().path(), why));
+  return std::make_unique<CudaWeights>(model);
+}
+
+std::unique_ptr<Forward> make_forward(const Model& model, const ForwardConfig& config,
+                                      const std::vector<RopeState>& ropes) {
+  return std::make_unique<CudaForward>(model, config, ropes);
+}
+
+double copy_bandwidth_gbs() {
+  std::string why;
+  if (!available(&why)) throw Error(why);
+  const size_t bytes = size_t{1} << 30;
+  DeviceBuffer a(bytes), b(bytes);
+  check(cudaMemset(a.get(), 1, bytes), "cudaMemset");
+  cudaEvent_t start, stop;
+  check(cudaEventCreate(&start), "cudaEventCreate");
+  check(cudaEventCreate(&stop), "cudaEventCreate");
+  check(cudaMemcpy(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");  // warm-up
+  constexpr int kReps = 10;
+  check(cudaEventRecord(start), "cudaEventRecord");
+  for (int i = 0; i < kReps; ++i) check(cudaMemcpyAsync(b.get(), a.get(), bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");
+  check(cudaEventRecord(stop), "cudaEventRecord");
+  check(cudaEventSynchronize(stop), "cudaEventSynchronize");
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, start, stop), "cudaEventElapsedTime");
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return 2.0 * static_cast<double>(bytes) * kReps / (static_cast<double>(ms) * 1e-3) / 1e9;
+}
+
+}  // namespace slm::model::cuda
