@@ -17,6 +17,11 @@ constexpr int kSeg = 32;  // elements per segment
 
 __device__ __forceinline__ float f16(uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
 __device__ __forceinline__ float bf16(uint16_t bits) { return __uint_as_float(static_cast<uint32_t>(bits) << 16); }
+// a * b + c and a * b - c rounded twice, never fused into one FMA: the
+// reference dequantizers are compiled with -ffp-contract=off and the
+// dequantized values must be bit-identical to theirs.
+__device__ __forceinline__ float mul_add(float a, float b, float c) { return __fadd_rn(__fmul_rn(a, b), c); }
+__device__ __forceinline__ float mul_sub(float a, float b, float c) { return __fsub_rn(__fmul_rn(a, b), c); }
 
 // Segment<T>::load(row, s, K, w): elements [32 s, 32 s + 32) of a row of K
 // elements into w (elements at or past K, only possible for the float
@@ -72,8 +77,8 @@ struct Segment<DType::Q4_1> {
     const float d = f16(b.d), m = f16(b.m);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
-      w[j] = static_cast<float>(b.qs[j] & 0xF) * d + m;
-      w[j + kQK / 2] = static_cast<float>(b.qs[j] >> 4) * d + m;
+      w[j] = mul_add(static_cast<float>(b.qs[j] & 0xF), d, m);
+      w[j + kQK / 2] = mul_add(static_cast<float>(b.qs[j] >> 4), d, m);
     }
   }
 };
@@ -109,8 +114,8 @@ struct Segment<DType::Q5_1> {
     for (int j = 0; j < kQK / 2; ++j) {
       const int lo = (b.qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
       const int hi = (b.qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
-      w[j] = static_cast<float>(lo) * d + m;
-      w[j + kQK / 2] = static_cast<float>(hi) * d + m;
+      w[j] = mul_add(static_cast<float>(lo), d, m);
+      w[j + kQK / 2] = mul_add(static_cast<float>(hi), d, m);
     }
   }
 };
@@ -138,7 +143,7 @@ struct Segment<DType::Q2_K> {
     for (int l = 0; l < 32; ++l) {
       const uint8_t sc = b.scales[half * 8 + (k % 4) * 2 + l / 16];
       const float dl = d * static_cast<float>(sc & 0xF), ml = dmin * static_cast<float>(sc >> 4);
-      w[l] = dl * static_cast<float>((q[l] >> shift) & 3) - ml;
+      w[l] = mul_sub(dl, static_cast<float>((q[l] >> shift) & 3), ml);
     }
   }
 };
@@ -173,7 +178,7 @@ struct Segment<DType::Q4_K> {
     const float d1 = d * sc, m1 = dmin * m;
     const uint8_t* q = b.qs + 32 * (k / 2);
 #pragma unroll
-    for (int l = 0; l < 32; ++l) w[l] = d1 * static_cast<float>((q[l] >> shift) & 0xF) - m1;
+    for (int l = 0; l < 32; ++l) w[l] = mul_sub(d1, static_cast<float>((q[l] >> shift) & 0xF), m1);
   }
 };
 
@@ -190,7 +195,7 @@ struct Segment<DType::Q5_K> {
     const uint8_t bit = static_cast<uint8_t>(1u << k);
 #pragma unroll
     for (int l = 0; l < 32; ++l)
-      w[l] = d1 * static_cast<float>(((q[l] >> shift) & 0xF) + ((b.qh[l] & bit) ? 16 : 0)) - m1;
+      w[l] = mul_sub(d1, static_cast<float>(((q[l] >> shift) & 0xF) + ((b.qh[l] & bit) ? 16 : 0)), m1);
   }
 };
 
@@ -256,24 +261,44 @@ __global__ void embed_kernel(const uint8_t* table, size_t row_bytes, const int32
     if (s * kSeg + j < E) x[t * E + s * kSeg + j] = scale != 1.0f ? w[j] * scale : w[j];
 }
 
+// One segment per thread into a padded tile (thread t's element j at
+// t * 33 + j: conflict-free), then the block writes its segments as one
+// contiguous run when rows are whole segments (the quantized formats).
+constexpr int kDequantThreads = 128;
+
 template <DType T>
 __global__ void dequantize_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, float* out) {
-  const int64_t segs = segments(K);
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= rows * segs) return;
+  __shared__ float tile[kDequantThreads * (kSeg + 1)];
+  const int64_t segs = segments(K), total = rows * segs;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * kDequantThreads;
+  const int64_t i = first + threadIdx.x;
   const int64_t r = i / segs, s = i % segs;
-  float w[kSeg];
-  Segment<T>::load(w0 + static_cast<size_t>(r) * row_bytes, s, K, w);
+  if (i < total) {
+    float w[kSeg];
+    Segment<T>::load(w0 + static_cast<size_t>(r) * row_bytes, s, K, w);
 #pragma unroll
-  for (int j = 0; j < kSeg; ++j)
-    if (s * kSeg + j < K) out[r * K + s * kSeg + j] = w[j];
+    for (int j = 0; j < kSeg; ++j) tile[threadIdx.x * (kSeg + 1) + j] = w[j];
+  }
+  __syncthreads();
+  if (K % kSeg == 0) {  // segment i is out[32 i, 32 i + 32)
+    const int64_t n = (total - first < kDequantThreads ? total - first : kDequantThreads) * kSeg;
+    for (int64_t e = threadIdx.x; e < n; e += blockDim.x) out[first * kSeg + e] = tile[(e / kSeg) * (kSeg + 1) + e % kSeg];
+  } else if (i < total) {
+    for (int j = 0; j < kSeg && s * kSeg + j < K; ++j) out[r * K + s * kSeg + j] = tile[threadIdx.x * (kSeg + 1) + j];
+  }
 }
 
-// ---------------------------------------------------------------------------
-// GEMV: one warp per weight row; lane l takes segments l, l + 32, ...; each
-// segment is dequantized once and multiplied with every token of the batch.
+// GEMV. The block first stages the batch's activations in shared memory,
+// padded by one float per segment (element k at k + k / 32): lane l then
+// reads element j of its segment l + 32 i at bank (l + j) % 32, free of
+// conflicts (read straight from global memory, each load instruction would
+// touch 32 cache lines). Each warp takes kRowsPerWarp rows; lane l takes
+// segments l, l + 32, ... of a row; each segment is dequantized once and
+// multiplied with every token of the batch.
 
-constexpr int kWarpsPerBlock = 4;
+constexpr int kGemvWarps = 8;
+constexpr int kRowsPerWarp = 2;
+constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
 
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -281,46 +306,59 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Floats of one token's staged activations.
+__host__ __device__ int64_t staged_len(int64_t K) { return segments(K) * (kSeg + 1); }
+
 template <DType T, int NT>
 __global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx,
                             int n, float* y, int64_t ldy) {
-  const int64_t r = blockIdx.x * static_cast<int64_t>(kWarpsPerBlock) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (r >= rows) return;
-  const uint8_t* row = w0 + static_cast<size_t>(r) * row_bytes;
-  const int64_t segs = segments(K);
-  float acc[NT];
+  extern __shared__ float xs[];  // [n][staged_len(K)]
+  const int64_t P = staged_len(K), segs = segments(K);
+  for (int t = 0; t < n; ++t)
+    for (int64_t k = threadIdx.x; k < segs * kSeg; k += blockDim.x)
+      xs[t * P + k + k / kSeg] = k < K ? x[t * ldx + k] : 0.0f;  // zeros past K: w there is 0, never NaN * 0
+  __syncthreads();
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
+    const int64_t r = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * kRowsPerWarp + rr;
+    if (r >= rows) break;  // the same for the whole warp
+    const uint8_t* row = w0 + static_cast<size_t>(r) * row_bytes;
+    float acc[NT];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-  for (int64_t s = lane; s < segs; s += 32) {
-    float w[kSeg];
-    Segment<T>::load(row, s, K, w);
-    const int64_t k0 = s * kSeg;
-    const int valid = K - k0 < kSeg ? static_cast<int>(K - k0) : kSeg;
+    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
+    for (int64_t s = lane; s < segs; s += 32) {
+      float w[kSeg];
+      Segment<T>::load(row, s, K, w);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t < n) {
+          const float* xt = xs + t * P + s * (kSeg + 1);
+          float sum = 0.0f;
+#pragma unroll
+          for (int j = 0; j < kSeg; ++j) sum += w[j] * xt[j];
+          acc[t] += sum;
+        }
+      }
+    }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t < n) {
-        const float* xs = x + t * ldx + k0;
-        float sum = 0.0f;
-        if (valid == kSeg) {
-#pragma unroll
-          for (int j = 0; j < kSeg; ++j) sum += w[j] * xs[j];
-        } else {
-#pragma unroll
-          for (int j = 0; j < kSeg; ++j)
-            if (j < valid) sum += w[j] * xs[j];
-        }
-        acc[t] += sum;
+        const float v = warp_sum(acc[t]);
+        if (lane == 0) y[t * ldy + r] = v;
       }
     }
   }
-#pragma unroll
-  for (int t = 0; t < NT; ++t) {
-    if (t < n) {
-      const float v = warp_sum(acc[t]);
-      if (lane == 0) y[t * ldy + r] = v;
-    }
-  }
+}
+
+// Shared memory one block may take, opted into per kernel at first use.
+int max_shared_bytes() {
+  static const int bytes = [] {
+    int device = 0, v = 0;
+    cudaGetDevice(&device);
+    cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+    return v > 0 ? v : 48 * 1024;
+  }();
+  return bytes;
 }
 
 // ---------------------------------------------------------------------------
@@ -569,7 +607,8 @@ struct DequantizeLaunch {
   template <DType T>
   void run() const {
     const int64_t work = rows * segments(K);
-    dequantize_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream>>>(first, row_bytes, rows, K, out);
+    if (work == 0) return;
+    dequantize_kernel<T><<<blocks_for(work, kDequantThreads), kDequantThreads, 0, stream>>>(first, row_bytes, rows, K, out);
   }
 };
 
@@ -583,19 +622,46 @@ struct GemvLaunch {
   float* y;
   int64_t ldy;
   cudaStream_t stream;
+
+  template <DType T, int NT>
+  static void configure() {
+    static const bool done = [] {  // once per kernel: allow shared memory past 48 KiB
+      cudaFuncSetAttribute(gemv_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared_bytes());
+      return true;
+    }();
+    (void)done;
+  }
+
   template <DType T>
   void run() const {
-    const unsigned grid = blocks_for(rows, kWarpsPerBlock);
-    if (n == 1)
-      gemv_kernel<T, 1><<<grid, kWarpsPerBlock * 32, 0, stream>>>(w, row_bytes, rows, K, x, ldx, n, y, ldy);
-    else
-      gemv_kernel<T, kGemvMaxTokens><<<grid, kWarpsPerBlock * 32, 0, stream>>>(w, row_bytes, rows, K, x, ldx, n, y, ldy);
+    if (rows == 0) return;
+    const unsigned grid = blocks_for(rows, kRowsPerBlock);
+    const size_t per_token = static_cast<size_t>(staged_len(K)) * sizeof(float);
+    // Tokens per launch: as many as the shared memory holds (gemv_max_k()
+    // guarantees one does), at most kGemvMaxTokens.
+    const int fit = static_cast<int>(static_cast<size_t>(max_shared_bytes()) / per_token);
+    const int chunk = fit < kGemvMaxTokens ? fit : kGemvMaxTokens;
+    for (int t0 = 0; t0 < n; t0 += chunk) {
+      const int nt = n - t0 < chunk ? n - t0 : chunk;
+      const size_t shared = per_token * static_cast<size_t>(nt);
+      if (nt == 1) {
+        configure<T, 1>();
+        gemv_kernel<T, 1><<<grid, kGemvWarps * 32, shared, stream>>>(w, row_bytes, rows, K, x + t0 * ldx, ldx, nt,
+                                                                     y + t0 * ldy, ldy);
+      } else {
+        configure<T, kGemvMaxTokens>();
+        gemv_kernel<T, kGemvMaxTokens><<<grid, kGemvWarps * 32, shared, stream>>>(w, row_bytes, rows, K, x + t0 * ldx,
+                                                                                  ldx, nt, y + t0 * ldy, ldy);
+      }
+    }
   }
 };
 
 }  // namespace
 
 bool supports(DType type) { return with_type(type, NoLaunch{}); }
+
+int64_t gemv_max_k() { return static_cast<int64_t>(max_shared_bytes() / sizeof(float)) / (kSeg + 1) * kSeg; }
 
 void embed(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale, float* x,
            cudaStream_t stream) {

@@ -30,6 +30,9 @@ void dequantize_rows(DType type, const void* w, size_t row_bytes, int64_t row0, 
 // one pass over the weights, dequantized in registers, f32 accumulation.
 // x is [n, K] ldx, y is [n, rows] ldy.
 constexpr int kGemvMaxTokens = 8;
+// The longest row (K) the GEMV takes: one token's activations must fit the
+// GPU's shared memory (about 56k floats on an H100, 24k on an RTX 30xx).
+int64_t gemv_max_k();
 void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
           float* y, int64_t ldy, cudaStream_t stream);
 

@@ -7,10 +7,14 @@
 // The GPU tests skip, saying why, when no GPU is usable.
 #include <gtest/gtest.h>
 
+#include <cstddef>
+#include <cstring>
 #include <random>
 #include <string>
 
 #include "core/dtype.h"
+#include "core/fp16.h"
+#include "cpu/blocks.h"
 #include "cpu/kernels.h"
 #include "model/cuda/cuda_backend.h"
 #include "model/forward.h"
@@ -120,10 +124,23 @@ TEST(CudaKernels, DequantizeAndGemvMatchTheCpuReference) {
   for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1,
                   DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
     SCOPED_TRACE(dtype_name(t));
-    ASSERT_TRUE(kernels::can_quantize(t));
     const size_t row_bytes = row_bytes_of(t, K);
     std::vector<uint8_t> w(row_bytes * rows);
-    for (int64_t r = 0; r < rows; ++r) kernels::quantize_row(t, src.data() + r * K, w.data() + r * row_bytes, K);
+    if (kernels::can_quantize(t)) {
+      for (int64_t r = 0; r < rows; ++r) kernels::quantize_row(t, src.data() + r * K, w.data() + r * row_bytes, K);
+    } else {
+      // Q2_K / Q3_K (no quantizer in slm): random quants and sub-block
+      // scales, finite super-block scales.
+      ASSERT_TRUE(t == DType::Q2_K || t == DType::Q3_K);
+      for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+      const bool q2 = t == DType::Q2_K;
+      const size_t block = q2 ? sizeof(kernels::BlockQ2_K) : sizeof(kernels::BlockQ3_K);
+      for (size_t at = 0; at < w.size(); at += block) {
+        const uint16_t d = f32_to_f16(0.01f), dmin = f32_to_f16(0.002f);
+        std::memcpy(&w[at + (q2 ? offsetof(kernels::BlockQ2_K, d) : offsetof(kernels::BlockQ3_K, d))], &d, 2);
+        if (q2) std::memcpy(&w[at + offsetof(kernels::BlockQ2_K, dmin)], &dmin, 2);
+      }
+    }
     std::vector<float> want(src.size());
     for (int64_t r = 0; r < rows; ++r) kernels::dequantize_row(t, w.data() + r * row_bytes, want.data() + r * K, K);
 

@@ -100,6 +100,9 @@ class CudaWeights final : public BackendWeights {
         if (!ops::supports(w.matrix.type))
           throw Error(fmt::format("{}: tensor '{}' has type {}, which the CUDA backend cannot compute with",
                                   m.file().path(), w.info->name, dtype_name(w.matrix.type)));
+        if (w.matrix.cols > ops::gemv_max_k())
+          throw Error(fmt::format("{}: tensor '{}' has rows of {} elements; this GPU's CUDA kernels take at most {}",
+                                  m.file().path(), w.info->name, w.matrix.cols, ops::gemv_max_k()));
         need += matrix_bytes(w.matrix);
       }
     });
