@@ -23,6 +23,37 @@ __device__ __forceinline__ float bf16(uint16_t bits) { return __uint_as_float(st
 __device__ __forceinline__ float mul_add(float a, float b, float c) { return __fadd_rn(__fmul_rn(a, b), c); }
 __device__ __forceinline__ float mul_sub(float a, float b, float c) { return __fsub_rn(__fmul_rn(a, b), c); }
 
+// N bytes at p (N a multiple of 4) as little-endian words, read with the
+// widest loads p's alignment allows: a warp's lanes then fetch their blocks
+// in a few wide loads instead of one load per byte.
+template <int N>
+__device__ __forceinline__ void load_words(const uint8_t* p, uint32_t* q) {
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  if (N % 16 == 0 && (at & 15) == 0) {
+#pragma unroll
+    for (int i = 0; i < N / 16; ++i) {
+      const uint4 v = reinterpret_cast<const uint4*>(p)[i];
+      q[4 * i] = v.x, q[4 * i + 1] = v.y, q[4 * i + 2] = v.z, q[4 * i + 3] = v.w;
+    }
+  } else if ((at & 3) == 0) {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) q[i] = reinterpret_cast<const uint32_t*>(p)[i];
+  } else if ((at & 1) == 0) {
+    const auto* h = reinterpret_cast<const uint16_t*>(p);
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i) q[i] = h[2 * i] | (static_cast<uint32_t>(h[2 * i + 1]) << 16);
+  } else {
+#pragma unroll
+    for (int i = 0; i < N / 4; ++i)
+      q[i] = p[4 * i] | (static_cast<uint32_t>(p[4 * i + 1]) << 8) | (static_cast<uint32_t>(p[4 * i + 2]) << 16) |
+             (static_cast<uint32_t>(p[4 * i + 3]) << 24);
+  }
+}
+
+// Byte k of words loaded by load_words.
+__device__ __forceinline__ int byte_of(const uint32_t* q, int k) { return static_cast<int>((q[k >> 2] >> (8 * (k & 3))) & 0xFF); }
+__device__ __forceinline__ uint16_t half_of(const uint32_t* q, int k) { return static_cast<uint16_t>(q[k >> 1] >> (16 * (k & 1))); }
+
 // Segment<T>::load(row, s, K, w): elements [32 s, 32 s + 32) of a row of K
 // elements into w (elements at or past K, only possible for the float
 // types, read as 0). The arithmetic is the reference dequantizer's
@@ -34,27 +65,40 @@ template <>
 struct Segment<DType::F32> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
     const auto* p = reinterpret_cast<const float*>(row);
+    if (s * kSeg + kSeg <= K) {
+      uint32_t q[kSeg];
+      load_words<kSeg * 4>(row + s * kSeg * 4, q);
+#pragma unroll
+      for (int i = 0; i < kSeg; ++i) w[i] = __uint_as_float(q[i]);
+      return;
+    }
 #pragma unroll
     for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? p[s * kSeg + i] : 0.0f;
   }
 };
 
+template <float (*Convert)(uint16_t)>
+__device__ __forceinline__ void load_halves(const uint8_t* row, int64_t s, int64_t K, float* w) {
+  if (s * kSeg + kSeg <= K) {
+    uint32_t q[kSeg / 2];
+    load_words<kSeg * 2>(row + s * kSeg * 2, q);
+#pragma unroll
+    for (int i = 0; i < kSeg; ++i) w[i] = Convert(half_of(q, i));
+    return;
+  }
+  const auto* p = reinterpret_cast<const uint16_t*>(row);
+#pragma unroll
+  for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? Convert(p[s * kSeg + i]) : 0.0f;
+}
+
 template <>
 struct Segment<DType::F16> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
-    const auto* p = reinterpret_cast<const uint16_t*>(row);
-#pragma unroll
-    for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? f16(p[s * kSeg + i]) : 0.0f;
-  }
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) { load_halves<f16>(row, s, K, w); }
 };
 
 template <>
 struct Segment<DType::BF16> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
-    const auto* p = reinterpret_cast<const uint16_t*>(row);
-#pragma unroll
-    for (int i = 0; i < kSeg; ++i) w[i] = s * kSeg + i < K ? bf16(p[s * kSeg + i]) : 0.0f;
-  }
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) { load_halves<bf16>(row, s, K, w); }
 };
 
 template <>
@@ -62,10 +106,12 @@ struct Segment<DType::Q4_0> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
     const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[s];
     const float d = f16(b.d);
+    uint32_t q[4];
+    load_words<16>(b.qs, q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
-      w[j] = static_cast<float>((b.qs[j] & 0xF) - 8) * d;
-      w[j + kQK / 2] = static_cast<float>((b.qs[j] >> 4) - 8) * d;
+      w[j] = static_cast<float>((byte_of(q, j) & 0xF) - 8) * d;
+      w[j + kQK / 2] = static_cast<float>((byte_of(q, j) >> 4) - 8) * d;
     }
   }
 };
@@ -75,29 +121,28 @@ struct Segment<DType::Q4_1> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
     const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[s];
     const float d = f16(b.d), m = f16(b.m);
+    uint32_t q[4];
+    load_words<16>(b.qs, q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
-      w[j] = mul_add(static_cast<float>(b.qs[j] & 0xF), d, m);
-      w[j + kQK / 2] = mul_add(static_cast<float>(b.qs[j] >> 4), d, m);
+      w[j] = mul_add(static_cast<float>(byte_of(q, j) & 0xF), d, m);
+      w[j + kQK / 2] = mul_add(static_cast<float>(byte_of(q, j) >> 4), d, m);
     }
   }
 };
-
-__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) {
-  return p[0] | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
-         (static_cast<uint32_t>(p[3]) << 24);
-}
 
 template <>
 struct Segment<DType::Q5_0> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
     const auto& b = reinterpret_cast<const BlockQ5_0*>(row)[s];
     const float d = f16(b.d);
-    const uint32_t qh = load_u32(b.qh);
+    uint32_t qh, q[4];
+    load_words<4>(b.qh, &qh);
+    load_words<16>(b.qs, q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
-      const int lo = (b.qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
-      const int hi = (b.qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+      const int lo = (byte_of(q, j) & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
+      const int hi = (byte_of(q, j) >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
       w[j] = static_cast<float>(lo - 16) * d;
       w[j + kQK / 2] = static_cast<float>(hi - 16) * d;
     }
@@ -109,11 +154,13 @@ struct Segment<DType::Q5_1> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
     const auto& b = reinterpret_cast<const BlockQ5_1*>(row)[s];
     const float d = f16(b.d), m = f16(b.m);
-    const uint32_t qh = load_u32(b.qh);
+    uint32_t qh, q[4];
+    load_words<4>(b.qh, &qh);
+    load_words<16>(b.qs, q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
-      const int lo = (b.qs[j] & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
-      const int hi = (b.qs[j] >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
+      const int lo = (byte_of(q, j) & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
+      const int hi = (byte_of(q, j) >> 4) | static_cast<int>(((qh >> (j + 16)) & 1) << 4);
       w[j] = mul_add(static_cast<float>(lo), d, m);
       w[j + kQK / 2] = mul_add(static_cast<float>(hi), d, m);
     }
@@ -125,8 +172,10 @@ struct Segment<DType::Q8_0> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
     const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[s];
     const float d = f16(b.d);
+    uint32_t q[8];
+    load_words<32>(reinterpret_cast<const uint8_t*>(b.qs), q);
 #pragma unroll
-    for (int j = 0; j < kQK; ++j) w[j] = static_cast<float>(b.qs[j]) * d;
+    for (int j = 0; j < kQK; ++j) w[j] = static_cast<float>(static_cast<int8_t>(byte_of(q, j))) * d;
   }
 };
 
@@ -138,12 +187,13 @@ struct Segment<DType::Q2_K> {
     const auto& b = reinterpret_cast<const BlockQ2_K*>(row)[s / 8];
     const int k = static_cast<int>(s % 8), half = k / 4, shift = 2 * (k % 4);
     const float d = f16(b.d), dmin = f16(b.dmin);
-    const uint8_t* q = b.qs + 32 * half;
+    uint32_t q[8];
+    load_words<32>(b.qs + 32 * half, q);
 #pragma unroll
     for (int l = 0; l < 32; ++l) {
       const uint8_t sc = b.scales[half * 8 + (k % 4) * 2 + l / 16];
       const float dl = d * static_cast<float>(sc & 0xF), ml = dmin * static_cast<float>(sc >> 4);
-      w[l] = mul_sub(dl, static_cast<float>((q[l] >> shift) & 3), ml);
+      w[l] = mul_sub(dl, static_cast<float>((byte_of(q, l) >> shift) & 3), ml);
     }
   }
 };
@@ -153,15 +203,17 @@ struct Segment<DType::Q3_K> {
   __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
     const auto& b = reinterpret_cast<const BlockQ3_K*>(row)[s / 8];
     const int k = static_cast<int>(s % 8), half = k / 4, shift = 2 * (k % 4);
-    const uint8_t mask = static_cast<uint8_t>(1u << (4 * half + k % 4));
+    const uint32_t mask = 1u << (4 * half + k % 4);
     const float d = f16(b.d);
     int8_t scales[16];
     unpack_scales_q3_k(b.scales, scales);
-    const uint8_t* q = b.qs + 32 * half;
+    uint32_t q[8], hm[8];
+    load_words<32>(b.qs + 32 * half, q);
+    load_words<32>(b.hmask, hm);
 #pragma unroll
     for (int l = 0; l < 32; ++l) {
       const float dl = d * static_cast<float>(scales[half * 8 + (k % 4) * 2 + l / 16]);
-      const int v = ((q[l] >> shift) & 3) - ((b.hmask[l] & mask) ? 0 : 4);
+      const int v = ((byte_of(q, l) >> shift) & 3) - ((byte_of(hm, l) & mask) ? 0 : 4);
       w[l] = dl * static_cast<float>(v);
     }
   }
@@ -176,9 +228,10 @@ struct Segment<DType::Q4_K> {
     uint8_t sc, m;
     unpack_scale_min_k4(k, b.scales, &sc, &m);
     const float d1 = d * sc, m1 = dmin * m;
-    const uint8_t* q = b.qs + 32 * (k / 2);
+    uint32_t q[8];
+    load_words<32>(b.qs + 32 * (k / 2), q);
 #pragma unroll
-    for (int l = 0; l < 32; ++l) w[l] = mul_sub(d1, static_cast<float>((q[l] >> shift) & 0xF), m1);
+    for (int l = 0; l < 32; ++l) w[l] = mul_sub(d1, static_cast<float>((byte_of(q, l) >> shift) & 0xF), m1);
   }
 };
 
@@ -191,11 +244,13 @@ struct Segment<DType::Q5_K> {
     uint8_t sc, m;
     unpack_scale_min_k4(k, b.scales, &sc, &m);
     const float d1 = d * sc, m1 = dmin * m;
-    const uint8_t* q = b.qs + 32 * (k / 2);
-    const uint8_t bit = static_cast<uint8_t>(1u << k);
+    uint32_t q[8], qh[8];
+    load_words<32>(b.qs + 32 * (k / 2), q);
+    load_words<32>(b.qh, qh);
+    const int bit = 1 << k;
 #pragma unroll
     for (int l = 0; l < 32; ++l)
-      w[l] = mul_sub(d1, static_cast<float>(((q[l] >> shift) & 0xF) + ((b.qh[l] & bit) ? 16 : 0)), m1);
+      w[l] = mul_sub(d1, static_cast<float>(((byte_of(q, l) >> shift) & 0xF) + ((byte_of(qh, l) & bit) ? 16 : 0)), m1);
   }
 };
 
@@ -205,13 +260,14 @@ struct Segment<DType::Q6_K> {
     const auto& b = reinterpret_cast<const BlockQ6_K*>(row)[s / 8];
     const int k = static_cast<int>(s % 8), half = k / 4, r = k % 4;
     const float d = f16(b.d);
-    const uint8_t* ql = b.ql + 64 * half + 32 * (r & 1);
-    const uint8_t* qh = b.qh + 32 * half;
+    uint32_t ql[8], qh[8];
+    load_words<32>(b.ql + 64 * half + 32 * (r & 1), ql);
+    load_words<32>(b.qh + 32 * half, qh);
     const int8_t* sc = b.scales + 8 * half + 2 * r;
     const int lshift = 4 * (r >> 1), hshift = 2 * r;
 #pragma unroll
     for (int l = 0; l < 32; ++l) {
-      const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+      const int q = (((byte_of(ql, l) >> lshift) & 0xF) | (((byte_of(qh, l) >> hshift) & 3) << 4)) - 32;
       w[l] = d * static_cast<float>(sc[l / 16]) * static_cast<float>(q);
     }
   }
@@ -288,16 +344,18 @@ __global__ void dequantize_kernel(const uint8_t* w0, size_t row_bytes, int64_t r
   }
 }
 
-// GEMV. The block first stages the batch's activations in shared memory,
-// padded by one float per segment (element k at k + k / 32): lane l then
-// reads element j of its segment l + 32 i at bank (l + j) % 32, free of
-// conflicts (read straight from global memory, each load instruction would
-// touch 32 cache lines). Each warp takes kRowsPerWarp rows; lane l takes
-// segments l, l + 32, ... of a row; each segment is dequantized once and
-// multiplied with every token of the batch.
+// GEMV. Lane l of a warp takes segments l, l + 32, ... of the warp's two
+// rows; each segment is dequantized once (its bytes read with wide loads,
+// load_words) and multiplied with every token of the batch. The activations
+// are first laid out segment-major (xp[t][j][s] = x[t][32 s + j], zero past
+// K) so that the 32 lanes reading element j of their segments read 32
+// consecutive floats: one cache line per load, served from L1 to every warp
+// of the SM (read in place, lane l's 32 floats would touch 32 lines per
+// load; staged per block in shared memory, they cost more L2 traffic than
+// the weights of a short matrix).
 
 constexpr int kGemvWarps = 8;
-constexpr int kRowsPerWarp = 2;
+constexpr int kRowsPerWarp = 2;  // two rows per warp: each activation read serves both
 constexpr int kRowsPerBlock = kGemvWarps * kRowsPerWarp;
 
 __device__ __forceinline__ float warp_sum(float v) {
@@ -306,51 +364,63 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Floats of one token's staged activations.
-__host__ __device__ int64_t staged_len(int64_t K) { return segments(K) * (kSeg + 1); }
+__global__ void permute_kernel(const float* x, int64_t ldx, int n, int64_t K, float* xp) {
+  const int64_t segs = segments(K);
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;  // output index
+  if (i >= n * segs * kSeg) return;
+  const int64_t t = i / (segs * kSeg), j = (i / segs) % kSeg, s = i % segs;
+  const int64_t k = s * kSeg + j;
+  xp[i] = k < K ? x[t * ldx + k] : 0.0f;
+}
 
 template <DType T, int NT>
-__global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx,
-                            int n, float* y, int64_t ldy) {
-  extern __shared__ float xs[];  // [n][staged_len(K)]
-  const int64_t P = staged_len(K), segs = segments(K);
-  for (int t = 0; t < n; ++t)
-    for (int64_t k = threadIdx.x; k < segs * kSeg; k += blockDim.x)
-      xs[t * P + k + k / kSeg] = k < K ? x[t * ldx + k] : 0.0f;  // zeros past K: w there is 0, never NaN * 0
-  __syncthreads();
+__global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const float* xp, int n,
+                            float* y, int64_t ldy) {
+  const int64_t segs = segments(K);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int rr = 0; rr < kRowsPerWarp; ++rr) {
-    const int64_t r = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * kRowsPerWarp + rr;
-    if (r >= rows) break;  // the same for the whole warp
-    const uint8_t* row = w0 + static_cast<size_t>(r) * row_bytes;
-    float acc[NT];
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * kRowsPerWarp;
+  if (r0 >= rows) return;  // the same for the whole warp
+  const bool two = r0 + 1 < rows;
+  const uint8_t* row0 = w0 + static_cast<size_t>(r0) * row_bytes;
+  const uint8_t* row1 = two ? row0 + row_bytes : row0;
+  float acc0[NT], acc1[NT];
 #pragma unroll
-    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
-    for (int64_t s = lane; s < segs; s += 32) {
-      float w[kSeg];
-      Segment<T>::load(row, s, K, w);
-#pragma unroll
-      for (int t = 0; t < NT; ++t) {
-        if (t < n) {
-          const float* xt = xs + t * P + s * (kSeg + 1);
-          float sum = 0.0f;
-#pragma unroll
-          for (int j = 0; j < kSeg; ++j) sum += w[j] * xt[j];
-          acc[t] += sum;
-        }
-      }
-    }
+  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = 0.0f;
+  for (int64_t s = lane; s < segs; s += 32) {
+    float wa[kSeg], wb[kSeg];
+    Segment<T>::load(row0, s, K, wa);
+    Segment<T>::load(row1, s, K, wb);
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t < n) {
-        const float v = warp_sum(acc[t]);
-        if (lane == 0) y[t * ldy + r] = v;
+        const float* xt = xp + t * segs * kSeg + s;
+        float sum0 = 0.0f, sum1 = 0.0f;
+#pragma unroll
+        for (int j = 0; j < kSeg; ++j) {
+          const float xv = __ldg(xt + j * segs);
+          sum0 += wa[j] * xv;
+          sum1 += wb[j] * xv;
+        }
+        acc0[t] += sum0;
+        acc1[t] += sum1;
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    if (t < n) {
+      const float v0 = warp_sum(acc0[t]), v1 = warp_sum(acc1[t]);
+      if (lane == 0) {
+        y[t * ldy + r0] = v0;
+        if (two) y[t * ldy + r0 + 1] = v1;
       }
     }
   }
 }
 
-// Shared memory one block may take, opted into per kernel at first use.
+// Shared memory one block may take, opted into per kernel at first use
+// (static plus dynamic: gemv_dynamic_bytes() leaves room for the GEMV's own
+// static array).
 int max_shared_bytes() {
   static const int bytes = [] {
     int device = 0, v = 0;
@@ -371,9 +441,10 @@ __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
   const float* x = in + t * ld_in + static_cast<int64_t>(h) * dim;
   float* y = out + t * ld_out + static_cast<int64_t>(h) * dim;
-  // Sum of squares in double, as the reference does.
-  double sum = 0;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) sum += static_cast<double>(x[i]) * x[i];
+  // Each thread's few squares in float, the block's sum in double.
+  float part = 0;
+  for (int i = threadIdx.x; i < dim; i += blockDim.x) part += x[i] * x[i];
+  double sum = part;
   __shared__ double partial[kNormThreads / 32];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
@@ -578,6 +649,130 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
   }
 }
 
+// Attention for batches (prefill): one block per (tile of query rows, kv
+// head), a row being one (token, query head of the group) — kRows rows. K and
+// V come in tiles of kKeys keys, converted to f32 into shared memory (rows
+// padded by one float, so lane j reading key j's element d hits bank
+// (j + d) % 32) and reused by every row of the block. Warp w owns rows w,
+// w + 4, ...: its lanes score 32 keys of a row, keep the row's running max
+// and sum (online softmax) and accumulate the row's output dims lane,
+// lane + 32, ...
+
+constexpr int kRows = 16;
+constexpr int kKeys = 32;
+constexpr int kTiledWarps = 4;
+constexpr int kRowsPerTiledWarp = kRows / kTiledWarps;
+constexpr int kMaxDimsPerLane = kMaxHeadDim / 32;
+
+__host__ __device__ size_t tiled_shared_floats(int D) {
+  return static_cast<size_t>(kRows) * D + 2 * static_cast<size_t>(kKeys) * (D + 1) + static_cast<size_t>(kRows) * kKeys;
+}
+
+__global__ void attention_tiled_kernel(AttentionShape s, int heads_per_block, const float* q, const void* kc,
+                                       const void* vc, float* out) {
+  extern __shared__ float sh[];
+  const int D = s.head_dim, group = s.heads / s.kv_heads;
+  const int tokens_per_block = kRows / heads_per_block;
+  float* qs = sh;                                   // [kRows][D]
+  float* ks = qs + kRows * D;                       // [kKeys][D + 1]
+  float* vs = ks + kKeys * (D + 1);                 // [kKeys][D + 1]
+  float* ps = vs + kKeys * (D + 1);                 // [kRows][kKeys]
+  const int g = blockIdx.y;                                                 // kv head
+  const int h0 = g * group + blockIdx.z * heads_per_block;                  // first query head of the block
+  const int heads_here = min(heads_per_block, group - static_cast<int>(blockIdx.z) * heads_per_block);
+  const int t0 = blockIdx.x * tokens_per_block;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+
+  // Row r: token t0 + r / heads_per_block, head h0 + r % heads_per_block;
+  // rows past tokens_per_block whole tokens (kRows not a multiple of the
+  // group) belong to no token (s.n stands for "none").
+  auto row_token = [&](int r) { return r < tokens_per_block * heads_per_block ? t0 + r / heads_per_block : s.n; };
+  for (int i = threadIdx.x; i < kRows * D; i += blockDim.x) {
+    const int r = i / D, d = i % D, t = row_token(r), hh = r % heads_per_block;
+    qs[i] = (t < s.n && hh < heads_here) ? q[t * s.ldq + static_cast<int64_t>(h0 + hh) * D + d] : 0.0f;
+  }
+  const int t_last = min(s.n - 1, t0 + tokens_per_block - 1);
+  const int64_t pos_first = s.pos0 + t0, pos_last = s.pos0 + t_last;
+  const int64_t key_begin = s.window > 0 ? max(static_cast<int64_t>(0), pos_first - s.window + 1) : 0;
+
+  float m[kRowsPerTiledWarp], l[kRowsPerTiledWarp], acc[kRowsPerTiledWarp][kMaxDimsPerLane];
+#pragma unroll
+  for (int i = 0; i < kRowsPerTiledWarp; ++i) {
+    m[i] = -INFINITY;
+    l[i] = 0.0f;
+#pragma unroll
+    for (int k = 0; k < kMaxDimsPerLane; ++k) acc[i][k] = 0.0f;
+  }
+
+  for (int64_t j0 = key_begin; j0 <= pos_last; j0 += kKeys) {
+    __syncthreads();  // the previous tile's ks / vs / ps are no longer read
+    for (int i = threadIdx.x; i < kKeys * D; i += blockDim.x) {
+      const int j = i / D, d = i % D;
+      const int64_t key = j0 + j;
+      float kv_k = 0.0f, kv_v = 0.0f;
+      if (key <= pos_last) {
+        const int64_t row = s.ring > 0 ? key % s.ring : key;
+        const int64_t at = row * s.kv_dim + static_cast<int64_t>(g) * D + d;
+        kv_k = load_kv(kc, s.kv_f16, at);
+        kv_v = load_kv(vc, s.kv_f16, at);
+      }
+      ks[j * (D + 1) + d] = kv_k;
+      vs[j * (D + 1) + d] = kv_v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kRowsPerTiledWarp; ++i) {
+      const int r = warp + i * kTiledWarps;
+      const int t = row_token(r);
+      const int64_t pos = s.pos0 + t;
+      const int64_t first = s.window > 0 ? max(static_cast<int64_t>(0), pos - s.window + 1) : 0;
+      const int64_t key = j0 + lane;
+      float sc = -INFINITY;
+      if (t < s.n && key <= pos && key >= first) {
+        float dot = 0.0f;
+        for (int d = 0; d < D; ++d) dot += qs[r * D + d] * ks[lane * (D + 1) + d];
+        sc = dot * s.scale;
+        if (s.softcap > 0) sc = s.softcap * tanhf(sc / s.softcap);
+      }
+      float tile_max = sc;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, o));
+      const float m_new = fmaxf(m[i], tile_max);
+      // A row with no live key yet keeps m = -inf: its p and rescale are 0 / 1.
+      const float p = m_new == -INFINITY ? 0.0f : expf(sc - m_new);
+      const float rescale = m_new == -INFINITY ? 1.0f : expf(m[i] - m_new);
+      float sum = p;
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      l[i] = l[i] * rescale + sum;
+      m[i] = m_new;
+      ps[r * kKeys + lane] = p;
+      __syncwarp();
+#pragma unroll
+      for (int k = 0; k < kMaxDimsPerLane; ++k) {
+        const int d = lane + 32 * k;
+        if (d < D) {
+          float a = acc[i][k] * rescale;
+          for (int j = 0; j < kKeys; ++j) a += ps[r * kKeys + j] * vs[j * (D + 1) + d];
+          acc[i][k] = a;
+        }
+      }
+      __syncwarp();
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < kRowsPerTiledWarp; ++i) {
+    const int r = warp + i * kTiledWarps;
+    const int t = row_token(r), hh = r % heads_per_block;
+    if (t >= s.n || hh >= heads_here) continue;
+#pragma unroll
+    for (int k = 0; k < kMaxDimsPerLane; ++k) {
+      const int d = lane + 32 * k;
+      if (d < D) out[t * static_cast<int64_t>(s.heads) * D + static_cast<int64_t>(h0 + hh) * D + d] = acc[i][k] / l[i];
+    }
+  }
+}
+
 struct NoLaunch {
   template <DType T>
   void run() const {}
@@ -621,38 +816,23 @@ struct GemvLaunch {
   int n;
   float* y;
   int64_t ldy;
+  float* scratch;
   cudaStream_t stream;
-
-  template <DType T, int NT>
-  static void configure() {
-    static const bool done = [] {  // once per kernel: allow shared memory past 48 KiB
-      cudaFuncSetAttribute(gemv_kernel<T, NT>, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared_bytes());
-      return true;
-    }();
-    (void)done;
-  }
 
   template <DType T>
   void run() const {
-    if (rows == 0) return;
+    if (rows == 0 || n == 0) return;
+    const int64_t padded = segments(K) * kSeg;
+    permute_kernel<<<blocks_for(n * padded, kThreads), kThreads, 0, stream>>>(x, ldx, n, K, scratch);
     const unsigned grid = blocks_for(rows, kRowsPerBlock);
-    const size_t per_token = static_cast<size_t>(staged_len(K)) * sizeof(float);
-    // Tokens per launch: as many as the shared memory holds (gemv_max_k()
-    // guarantees one does), at most kGemvMaxTokens.
-    const int fit = static_cast<int>(static_cast<size_t>(max_shared_bytes()) / per_token);
-    const int chunk = fit < kGemvMaxTokens ? fit : kGemvMaxTokens;
-    for (int t0 = 0; t0 < n; t0 += chunk) {
-      const int nt = n - t0 < chunk ? n - t0 : chunk;
-      const size_t shared = per_token * static_cast<size_t>(nt);
-      if (nt == 1) {
-        configure<T, 1>();
-        gemv_kernel<T, 1><<<grid, kGemvWarps * 32, shared, stream>>>(w, row_bytes, rows, K, x + t0 * ldx, ldx, nt,
-                                                                     y + t0 * ldy, ldy);
-      } else {
-        configure<T, kGemvMaxTokens>();
-        gemv_kernel<T, kGemvMaxTokens><<<grid, kGemvWarps * 32, shared, stream>>>(w, row_bytes, rows, K, x + t0 * ldx,
-                                                                                  ldx, nt, y + t0 * ldy, ldy);
-      }
+    for (int t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
+      const int nt = n - t0 < kGemvMaxTokens ? n - t0 : kGemvMaxTokens;
+      const float* xp = scratch + t0 * padded;
+      if (nt == 1)
+        gemv_kernel<T, 1><<<grid, kGemvWarps * 32, 0, stream>>>(w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy);
+      else
+        gemv_kernel<T, kGemvMaxTokens><<<grid, kGemvWarps * 32, 0, stream>>>(w, row_bytes, rows, K, xp, nt,
+                                                                             y + t0 * ldy, ldy);
     }
   }
 };
@@ -661,7 +841,7 @@ struct GemvLaunch {
 
 bool supports(DType type) { return with_type(type, NoLaunch{}); }
 
-int64_t gemv_max_k() { return static_cast<int64_t>(max_shared_bytes() / sizeof(float)) / (kSeg + 1) * kSeg; }
+size_t gemv_scratch_floats(int n, int64_t K) { return static_cast<size_t>(n) * static_cast<size_t>(segments(K) * kSeg); }
 
 void embed(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale, float* x,
            cudaStream_t stream) {
@@ -675,8 +855,8 @@ void dequantize_rows(DType type, const void* w, size_t row_bytes, int64_t row0, 
 }
 
 void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
-          float* y, int64_t ldy, cudaStream_t stream) {
-  with_type(type, GemvLaunch{static_cast<const uint8_t*>(w), row_bytes, rows, K, x, ldx, n, y, ldy, stream});
+          float* y, int64_t ldy, float* scratch, cudaStream_t stream) {
+  with_type(type, GemvLaunch{static_cast<const uint8_t*>(w), row_bytes, rows, K, x, ldx, n, y, ldy, scratch, stream});
 }
 
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
@@ -700,11 +880,27 @@ void kv_store(const float* src, int64_t ld, int n, int kv_dim, int64_t pos0, int
 void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,
                cudaStream_t stream) {
   const int group = s.heads / s.kv_heads;
-  const dim3 grid(static_cast<unsigned>(s.n), static_cast<unsigned>(s.kv_heads));
-  for (int g0 = 0; g0 < group; g0 += kMaxGroup) {
-    const int group_n = group - g0 < kMaxGroup ? group - g0 : kMaxGroup;
-    attention_kernel<<<grid, kAttnThreads, 0, stream>>>(s, g0, group_n, q, k_cache, v_cache, out);
+  if (s.n <= kAttentionDecodeMax) {  // a few tokens: one block per (token, kv head), keys split across threads
+    const dim3 grid(static_cast<unsigned>(s.n), static_cast<unsigned>(s.kv_heads));
+    for (int g0 = 0; g0 < group; g0 += kMaxGroup) {
+      const int group_n = group - g0 < kMaxGroup ? group - g0 : kMaxGroup;
+      attention_kernel<<<grid, kAttnThreads, 0, stream>>>(s, g0, group_n, q, k_cache, v_cache, out);
+    }
+    return;
   }
+  // Batches: query tiles of kRows (token, head) rows, K/V tiles shared by them.
+  const int heads_per_block = group < kRows ? group : kRows;
+  const int tokens_per_block = kRows / heads_per_block;
+  const size_t shared = tiled_shared_floats(s.head_dim) * sizeof(float);
+  static const bool configured = [] {
+    cudaFuncSetAttribute(attention_tiled_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared_bytes());
+    return true;
+  }();
+  (void)configured;
+  const dim3 grid(static_cast<unsigned>((s.n + tokens_per_block - 1) / tokens_per_block),
+                  static_cast<unsigned>(s.kv_heads),
+                  static_cast<unsigned>((group + heads_per_block - 1) / heads_per_block));
+  attention_tiled_kernel<<<grid, kTiledWarps * 32, shared, stream>>>(s, heads_per_block, q, k_cache, v_cache, out);
 }
 
 void gated(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,

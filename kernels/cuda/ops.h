@@ -26,15 +26,14 @@ void embed(DType type, const void* table, size_t row_bytes, const int32_t* token
 void dequantize_rows(DType type, const void* w, size_t row_bytes, int64_t row0, int64_t rows, int64_t K, float* out,
                      cudaStream_t stream);
 
-// y[t][r] = sum_k W[r][k] * x[t][k] for t < n (n <= kGemvMaxTokens), r < rows:
-// one pass over the weights, dequantized in registers, f32 accumulation.
-// x is [n, K] ldx, y is [n, rows] ldy.
+// y[t][r] = sum_k W[r][k] * x[t][k] for t < n, r < rows: one pass over the
+// weights per kGemvMaxTokens tokens, dequantized in registers, f32
+// accumulation. x is [n, K] ldx, y is [n, rows] ldy; scratch holds
+// gemv_scratch_floats(n, K) floats (the activations, re-laid out).
 constexpr int kGemvMaxTokens = 8;
-// The longest row (K) the GEMV takes: one token's activations must fit the
-// GPU's shared memory (about 56k floats on an H100, 24k on an RTX 30xx).
-int64_t gemv_max_k();
+size_t gemv_scratch_floats(int n, int64_t K);
 void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
-          float* y, int64_t ldy, cudaStream_t stream);
+          float* y, int64_t ldy, float* scratch, cudaStream_t stream);
 
 // out[r] = in[r] * rsqrt(mean(in[r]^2) + eps) * w for `rows` rows of `dim`
 // floats: row (t, h) of a [n, heads * dim] ld buffer, so one call covers a
@@ -62,6 +61,9 @@ struct AttentionShape {
   float scale = 1, softcap = 0;
   bool kv_f16 = true;
 };
+// Up to this many tokens take the decode kernel (keys split across threads);
+// more take the tiled one (query tiles sharing K/V tiles in shared memory).
+constexpr int kAttentionDecodeMax = 4;
 void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,
                cudaStream_t stream);
 

@@ -145,11 +145,12 @@ TEST(CudaKernels, DequantizeAndGemvMatchTheCpuReference) {
     for (int64_t r = 0; r < rows; ++r) kernels::dequantize_row(t, w.data() + r * row_bytes, want.data() + r * K, K);
 
     DevArray<uint8_t> dw(w);
-    DevArray<float> dout(want.size()), dx(x), dy(static_cast<size_t>(n_tok * rows));
+    DevArray<float> dout(want.size()), dx(x), dy(static_cast<size_t>(n_tok * rows)),
+        scratch(kernels::cuda::gemv_scratch_floats(n_tok, K));
     kernels::cuda::dequantize_rows(t, dw.p, row_bytes, 0, rows, K, dout.p, nullptr);
     EXPECT_EQ(dout.get(want.size()), want);
     for (int n : {1, n_tok}) {
-      kernels::cuda::gemv(t, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, nullptr);
+      kernels::cuda::gemv(t, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
       const auto y = dy.get(static_cast<size_t>(n * rows));
       for (int tok = 0; tok < n; ++tok)
         for (int64_t r = 0; r < rows; ++r) {
@@ -161,7 +162,43 @@ TEST(CudaKernels, DequantizeAndGemvMatchTheCpuReference) {
           EXPECT_NEAR(y[tok * rows + r], dot, 1e-5 * mag + 1e-6) << "token " << tok << " row " << r << " n " << n;
         }
     }
+    EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   }
+}
+
+// Rows of 16384 elements and 11 tokens: two launches over the weights (8 + 3
+// tokens) reading the re-laid-out activations at their offsets.
+TEST(CudaKernels, GemvTakesLongRowsAndMoreTokensThanOneLaunch) {
+  SLM_REQUIRE_GPU();
+  const int64_t rows = 7, K = 16384;
+  const int n = 11;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> src(static_cast<size_t>(rows * K)), x(static_cast<size_t>(n * K));
+  for (float& v : src) v = dist(rng);
+  for (float& v : x) v = dist(rng);
+  const size_t row_bytes = row_bytes_of(DType::Q4_0, K);
+  std::vector<uint8_t> w(row_bytes * rows);
+  std::vector<float> want(src.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    kernels::quantize_row(DType::Q4_0, src.data() + r * K, w.data() + r * row_bytes, K);
+    kernels::dequantize_row(DType::Q4_0, w.data() + r * row_bytes, want.data() + r * K, K);
+  }
+  DevArray<uint8_t> dw(w);
+  DevArray<float> dx(x), dy(static_cast<size_t>(n * rows)), scratch(kernels::cuda::gemv_scratch_floats(n, K));
+  kernels::cuda::gemv(DType::Q4_0, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  const auto y = dy.get(static_cast<size_t>(n * rows));
+  for (int tok = 0; tok < n; ++tok)
+    for (int64_t r = 0; r < rows; ++r) {
+      double dot = 0, mag = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        dot += static_cast<double>(want[r * K + k]) * x[tok * K + k];
+        mag += std::fabs(static_cast<double>(want[r * K + k]) * x[tok * K + k]);
+      }
+      EXPECT_NEAR(y[tok * rows + r], dot, 1e-5 * mag + 1e-6) << "token " << tok << " row " << r;
+    }
 }
 
 // Runs `tokens` through a fresh context; all logits.
