@@ -22,6 +22,8 @@ struct ChatMessage {
 class ChatTemplate {
  public:
   std::string name() const;  // "phi3", "gemma", ...
+  // Every format name slm knows (ModelParams::chat_template takes one).
+  static std::vector<std::string> names();
   // The prompt text, starting with the format's BOS text when it has one;
   // with add_generation_prompt, ending where the assistant's answer begins.
   std::string render(const std::vector<ChatMessage>& messages, bool add_generation_prompt = true) const;

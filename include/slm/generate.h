@@ -24,6 +24,7 @@ struct GenerateParams {
   int64_t max_tokens = 512;            // answer length limit (also capped by the context)
   std::vector<std::string> stop;       // extra stop texts (not included in the answer)
   bool add_bos = true;                 // for plain prompts: BOS as the model's metadata asks
+  bool ignore_eos = false;             // generate past end-of-text / end-of-turn (until max_tokens or stop)
 };
 
 enum class StopReason { eos, stop_text, max_tokens, context_full, callback };
@@ -34,6 +35,7 @@ struct GenerateResult {
   int64_t n_reused = 0;      // of those, already in the session's cache
   int64_t n_generated = 0;
   StopReason stop = StopReason::eos;
+  uint64_t seed = 0;         // the sampler's seed (the random one when none was given)
   double prompt_seconds = 0;
   double generate_seconds = 0;
 };

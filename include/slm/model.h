@@ -29,6 +29,11 @@ bool cuda_available(std::string* why_not = nullptr);
 
 struct ModelParams {
   Device device = Device::cpu;
+  // The chat format: empty = the model's own (from its metadata); else a
+  // format name ("phi3", "gemma", "chatml", "llama3", ... — ChatTemplate::
+  // names()) or the text of a Jinja chat template slm recognises. Anything
+  // else is an Error naming the known formats.
+  std::string chat_template;
   // When set, load() reads every weight page once (so the first answer is
   // not slowed by page faults) and reports progress in [0, 1] as it goes.
   std::function<void(float fraction)> on_progress;

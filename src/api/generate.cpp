@@ -55,6 +55,7 @@ GenerateResult run(Session& session, const std::vector<TokenId>& prompt, const s
   r.prompt_seconds = since(t0);
 
   Sampler sampler(params.sampling);
+  r.seed = sampler.seed();
   for (TokenId t : prompt) sampler.accept(t);
   Detokenizer detok(session.model().tokenizer());
   std::string pending;  // produced text not yet passed on (could start a stop text)
@@ -118,7 +119,7 @@ GenerateResult generate(Session& session, const std::string& prompt, const Gener
                         const TokenCallback& on_text) {
   const Tokenizer& tok = session.model().tokenizer();
   std::unordered_set<TokenId> stops;
-  if (tok.eos()) stops.insert(*tok.eos());
+  if (tok.eos() && !params.ignore_eos) stops.insert(*tok.eos());
   return run(session, tok.encode(prompt, params.add_bos, true), stops, params.stop, params, on_text);
 }
 
@@ -127,9 +128,12 @@ GenerateResult generate(Session& session, const std::vector<ChatMessage>& messag
   const ChatTemplate& tpl = session.model().chat_template();
   const std::vector<TokenId> prompt = tpl.tokenize(tpl.render(messages, true));
   std::unordered_set<TokenId> stops;
-  for (TokenId t : tpl.stop_tokens()) stops.insert(t);
-  if (auto eos = session.model().tokenizer().eos()) stops.insert(*eos);
-  std::vector<std::string> texts = tpl.stop_texts();
+  std::vector<std::string> texts;
+  if (!params.ignore_eos) {
+    for (TokenId t : tpl.stop_tokens()) stops.insert(t);
+    if (auto eos = session.model().tokenizer().eos()) stops.insert(*eos);
+    texts = tpl.stop_texts();
+  }
   texts.insert(texts.end(), params.stop.begin(), params.stop.end());
   return run(session, prompt, stops, texts, params, on_text);
 }

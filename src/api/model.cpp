@@ -66,6 +66,12 @@ ChatTemplate::~ChatTemplate() = default;
 
 std::string ChatTemplate::name() const { return std::string(impl_->tpl.name()); }
 
+std::vector<std::string> ChatTemplate::names() {
+  std::vector<std::string> out;
+  for (std::string_view n : text::chat_format_names()) out.emplace_back(n);
+  return out;
+}
+
 std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool add_generation_prompt) const {
   std::vector<text::ChatMessage> m;
   m.reserve(messages.size());
@@ -127,9 +133,19 @@ std::shared_ptr<const Model> Model::load(const std::string& path, const ModelPar
     logger().warn("{}", tok->missing);
   }
   impl->tokenizer = std::make_unique<Tokenizer>(std::move(tok));
-  auto chat = std::make_unique<ChatTemplate::Impl>(ChatTemplate::Impl{
-      text::ChatTemplate::for_model(f, impl->tokenizer->impl().tok ? &*impl->tokenizer->impl().tok : nullptr),
-      impl->tokenizer.get()});
+  text::ChatTemplate tpl =
+      text::ChatTemplate::for_model(f, impl->tokenizer->impl().tok ? &*impl->tokenizer->impl().tok : nullptr);
+  if (!params.chat_template.empty()) {
+    auto format = text::chat_format_from_name(params.chat_template);
+    if (!format) format = text::detect_chat_format(params.chat_template);
+    if (!format)
+      throw Error(fmt::format("chat template '{}' is not one slm knows (by name: {}; or a Jinja template of one of them)",
+                              params.chat_template.size() > 40 ? params.chat_template.substr(0, 40) + "..."
+                                                               : params.chat_template,
+                              fmt::join(ChatTemplate::names(), ", ")));
+    tpl = text::ChatTemplate(*format);
+  }
+  auto chat = std::make_unique<ChatTemplate::Impl>(ChatTemplate::Impl{tpl, impl->tokenizer.get()});
   impl->chat = std::make_unique<ChatTemplate>(std::move(chat));
 
   if (params.on_progress) {

@@ -77,6 +77,12 @@ std::string_view chat_format_name(ChatFormat format) {
   return "unknown";
 }
 
+std::vector<std::string_view> chat_format_names() {
+  std::vector<std::string_view> out;
+  for (const auto& n : kNames) out.push_back(n.name);
+  return out;
+}
+
 std::optional<ChatFormat> chat_format_from_name(std::string_view name) {
   for (const auto& n : kNames) {
     if (n.name == name) return n.format;

@@ -46,6 +46,7 @@ enum class ChatFormat {
 std::string_view chat_format_name(ChatFormat format);
 // "phi3", "phi3.5", "phi4", "gemma", "llama3", "llama3.1", "chatml", "qwen2", "smollm".
 std::optional<ChatFormat> chat_format_from_name(std::string_view name);
+std::vector<std::string_view> chat_format_names();
 // Recognises a Jinja chat template; nullopt when it is none of the above.
 std::optional<ChatFormat> detect_chat_format(std::string_view jinja);
 

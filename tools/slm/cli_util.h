@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,11 @@
 
 #include "slm/error.h"
 #include "slm/model.h"
+
+namespace CLI {
+class App;
+class ParseError;
+}  // namespace CLI
 
 namespace slm::cli {
 
@@ -35,6 +41,21 @@ inline std::vector<int64_t> parse_int_list(const std::string& list, const char* 
   }
   return out;
 }
+
+// llama.cpp's flags spelled with one dash and several letters, as the long
+// flags slm knows them by (main.cpp rewrites them before parsing).
+inline constexpr std::pair<const char*, const char*> kOneDashFlags[] = {
+    {"-ngl", "--n-gpu-layers"},
+    {"-sys", "--system-prompt"},
+};
+
+// Thrown when Ctrl-C stopped a command: main() exits with status 130.
+struct Interrupted {};
+
+// The known flag closest to the unknown one a parse error names (edit
+// distance at most 3, or a known flag that starts with it): "--top-k".
+// Empty when the error is not about an unknown flag or nothing is close.
+std::string did_you_mean(const CLI::App& sub, const CLI::App& root, const CLI::ParseError& error);
 
 // --device and -ngl / --n-gpu-layers, as every command that runs a model
 // takes them (main.cpp turns llama.cpp's one-dash -ngl into --n-gpu-layers).

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 
 #include <atomic>
 #include <csignal>
@@ -12,7 +14,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -30,19 +34,35 @@ namespace {
 // Flags shared by run and chat.
 struct GenOptions {
   std::string model;
+  std::string model_positional;  // `slm run MODEL ...`: the same as -m
   int64_t n_predict = -1;  // -1: until end of turn / context
   float temp = 0.8f;
   int top_k = 40;
   float top_p = 0.95f;
   float min_p = 0.05f;
   float repeat_penalty = 1.0f;
+  float presence_penalty = 0.0f;
+  float frequency_penalty = 0.0f;
   int repeat_last_n = 64;
-  int64_t seed = -1;
+  std::string seed = "-1";  // -1, or 0 .. 2^64 - 1 (a random seed printed by --stats can be given back)
+  std::vector<std::string> reverse_prompts;  // extra stop texts
+  bool ignore_eos = false;
+  std::string system;
+  std::string chat_template;  // NAME or FILE; empty: the model's
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;
   DeviceOptions device;
 };
+
+// A seed: decimal digits only, at most 2^64 - 1.
+std::optional<uint64_t> parse_seed(const std::string& v) {
+  if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos) return std::nullopt;
+  errno = 0;
+  const unsigned long long x = std::strtoull(v.c_str(), nullptr, 10);
+  if (errno == ERANGE) return std::nullopt;
+  return static_cast<uint64_t>(x);
+}
 
 void add_gen_options(CLI::App* sub, GenOptions& o) {
   sub->add_option("-m,--model", o.model,
@@ -58,13 +78,31 @@ void add_gen_options(CLI::App* sub, GenOptions& o) {
       ->check(CLI::Range(0.0f, 1.0f));
   sub->add_option("--repeat-penalty", o.repeat_penalty, "Penalty for recently seen tokens (1 = off)")
       ->capture_default_str()->check(CLI::Range(0.01f, 100.0f));
-  sub->add_option("--repeat-last-n", o.repeat_last_n, "How many recent tokens the penalty looks at")
+  sub->add_option("--repeat-last-n", o.repeat_last_n, "How many recent tokens the penalties look at")
       ->capture_default_str()->check(CLI::Range(0, 1 << 20));
-  sub->add_option("--seed", o.seed, "Random seed (-1 = random)")->capture_default_str();
+  sub->add_option("--presence-penalty", o.presence_penalty, "Subtracted from every recently seen token's logit (0 = off)")
+      ->capture_default_str()->check(CLI::Range(-2.0f, 2.0f));
+  sub->add_option("--frequency-penalty", o.frequency_penalty,
+                  "Subtracted per occurrence of a recently seen token (0 = off)")
+      ->capture_default_str()->check(CLI::Range(-2.0f, 2.0f));
+  sub->add_option("--seed", o.seed, "Random seed, 0 to 2^64-1 (-1 = random; --stats prints the one used)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](std::string& v) -> std::string {
+            if (v == "-1" || parse_seed(v)) return "";
+            return "must be -1 (random) or an integer from 0 to 18446744073709551615, not '" + v + "'";
+          },
+          "SEED"));
+  sub->add_option("-r,--reverse-prompt", o.reverse_prompts, "Stop when the answer produces this text (repeatable)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_flag("--ignore-eos", o.ignore_eos, "Keep generating past end-of-text / end-of-turn tokens");
+  sub->add_option("--system,--system-prompt", o.system, "System prompt (chat, and run --chat; also -sys)");
+  sub->add_option("--chat-template", o.chat_template,
+                  "Chat format by name (phi3, gemma, chatml, llama3, ...) or a file holding a Jinja chat template");
   sub->add_option("-t,--threads", o.threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
-  sub->add_option("-c,--ctx", o.ctx, "Context length in tokens (0 = the model's, at most 4096)")
+  sub->add_option("-c,--ctx-size,--ctx", o.ctx, "Context length in tokens (0 = the model's, at most 4096)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
-  sub->add_option("-b,--batch", o.batch, "Prompt tokens per batch")->capture_default_str()
+  sub->add_option("-b,--batch-size,--batch", o.batch, "Prompt tokens per batch")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   add_device_options(sub, o.device);
 }
@@ -76,9 +114,19 @@ SamplerParams sampler_params(const GenOptions& o) {
   p.top_p = o.top_p;
   p.min_p = o.min_p;
   p.repeat_penalty = o.repeat_penalty;
+  p.presence_penalty = o.presence_penalty;
+  p.frequency_penalty = o.frequency_penalty;
   p.penalty_last_n = o.repeat_last_n;
-  if (o.seed >= 0) p.seed = static_cast<uint64_t>(o.seed);
+  if (o.seed != "-1") p.seed = parse_seed(o.seed);
   return p;
+}
+
+GenerateParams generate_params(const GenOptions& o) {
+  GenerateParams gp;
+  gp.sampling = sampler_params(o);
+  gp.stop = o.reverse_prompts;
+  gp.ignore_eos = o.ignore_eos;
+  return gp;
 }
 
 SessionParams session_params(const GenOptions& o) {
@@ -90,10 +138,25 @@ SessionParams session_params(const GenOptions& o) {
 }
 
 // Loads a model; on a terminal, files over 256 MiB show a progress line.
-std::shared_ptr<const Model> load_model(const std::string& arg, const DeviceOptions& device) {
-  const std::string path = resolve_model(arg);
+// --chat-template: a format name, or a file holding a Jinja template.
+std::string chat_template_arg(const std::string& arg) {
+  const std::vector<std::string> names = ChatTemplate::names();
+  if (arg.empty() || std::find(names.begin(), names.end(), arg) != names.end()) return arg;
+  std::ifstream in(arg, std::ios::binary);
+  if (!in)
+    throw Error(fmt::format("--chat-template: '{}' is neither a format slm knows ({}) nor a readable file", arg,
+                            fmt::join(ChatTemplate::names(), ", ")));
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::shared_ptr<const Model> load_model(const GenOptions& o) {
+  if (!o.model.empty() && !o.model_positional.empty() && o.model != o.model_positional)
+    throw Error(fmt::format("two models given: -m {} and {}", o.model, o.model_positional));
+  const std::string path = resolve_model(o.model.empty() ? o.model_positional : o.model);
+  const DeviceOptions& device = o.device;
   ModelParams mp;
   mp.device = device_of(device);
+  mp.chat_template = chat_template_arg(o.chat_template);
   std::ifstream probe(path, std::ios::binary | std::ios::ate);
   const bool big = probe && probe.tellg() > (std::streamoff{256} << 20);
   if (big && isatty(STDERR_FILENO)) {
@@ -105,6 +168,9 @@ std::shared_ptr<const Model> load_model(const std::string& arg, const DeviceOpti
   }
   auto model = Model::load(path, mp);
   check_gpu_layers(device, model->info().n_layer);
+  if (o.ctx > model->info().n_ctx_train)
+    fmt::print(stderr, "slm: warning: -c {} is above the {} tokens {} was trained on; answers past that may degrade\n",
+               o.ctx, model->info().n_ctx_train, model->info().name.empty() ? path : model->info().name);
   return model;
 }
 
@@ -121,11 +187,25 @@ void install_sigint() {
   sigaction(SIGINT, &sa, nullptr);
 }
 
-// Streams a piece to the terminal; false (stop) once Ctrl-C was pressed.
+// Set when writing the answer failed (a full disk, a closed pipe): its errno.
+int g_write_error = 0;
+
+// Streams a piece to stdout; false (stop) once Ctrl-C was pressed or the
+// output cannot be written.
 bool stream_to_stdout(std::string_view piece) {
-  std::fwrite(piece.data(), 1, piece.size(), stdout);
-  std::fflush(stdout);
+  if (std::fwrite(piece.data(), 1, piece.size(), stdout) != piece.size() || std::fflush(stdout) != 0) {
+    g_write_error = errno != 0 ? errno : EIO;
+    return false;
+  }
   return !g_interrupted.load();
+}
+
+// After an answer: a failed write is an error, a Ctrl-C exits with 130.
+void finish_output(const GenerateResult& r) {
+  std::fputc('\n', stdout);
+  if ((std::fflush(stdout) != 0 || std::ferror(stdout)) && g_write_error == 0) g_write_error = errno != 0 ? errno : EIO;
+  if (g_write_error != 0) throw Error(fmt::format("cannot write the answer to stdout: {}", std::strerror(g_write_error)));
+  if (r.stop == StopReason::callback && g_interrupted.load()) throw Interrupted{};
 }
 
 // Reads lines from stdin without stdio buffering, so a Ctrl-C at the prompt
@@ -185,6 +265,7 @@ class LineReader {
 
 void print_stats(const GenerateResult& r) {
   const int64_t evaluated = r.n_prompt - r.n_reused;
+  fmt::print(stderr, "\nseed: {}", r.seed);
   fmt::print(stderr, "\nprompt: {} tokens ({} reused) in {:.2f} s, {:.1f} tok/s\n", r.n_prompt, r.n_reused,
              r.prompt_seconds, r.prompt_seconds > 0 ? static_cast<double>(evaluated) / r.prompt_seconds : 0.0);
   fmt::print(stderr, "generation: {} tokens in {:.2f} s, {:.1f} tok/s\n", r.n_generated, r.generate_seconds,
@@ -196,12 +277,37 @@ void print_stats(const GenerateResult& r) {
 
 struct RunOptions : GenOptions {
   std::string prompt;
+  std::vector<std::string> positionals;  // [MODEL] [PROMPT]
   std::string file;
   bool chat = false;
   bool stats = false;
 };
 
-int run_run(const RunOptions& o, bool verbose) {
+// `slm run [MODEL] [PROMPT]`: two positionals are the model and the prompt;
+// one is the model when -p / -f gives the prompt or it names a .gguf file,
+// else the prompt (for the default model).
+void resolve_positionals(RunOptions& o) {
+  auto is_model = [](const std::string& a) { return a.size() > 5 && a.compare(a.size() - 5, 5, ".gguf") == 0; };
+  if (o.positionals.size() > 2)
+    throw Error(fmt::format("too many arguments: '{}' (quote a prompt with spaces)", o.positionals[2]));
+  if (o.positionals.size() == 2) {
+    o.model_positional = o.positionals[0];
+    if (!o.prompt.empty()) throw Error("two prompts given: -p and a second argument");
+    o.prompt = o.positionals[1];
+  } else if (o.positionals.size() == 1) {
+    const std::string& a = o.positionals[0];
+    if ((!o.prompt.empty() || !o.file.empty() || is_model(a)) && o.model.empty())
+      o.model_positional = a;
+    else if (o.prompt.empty())
+      o.prompt = a;
+    else
+      throw Error(fmt::format("unexpected argument '{}'", a));
+  }
+}
+
+int run_run(RunOptions o, bool verbose) {
+  resolve_positionals(o);
+  if (!o.system.empty() && !o.chat) throw Error("--system applies to chat prompts: add --chat");
   std::string prompt = o.prompt;
   if (!o.file.empty()) {
     std::ifstream in(o.file, std::ios::binary);
@@ -211,17 +317,21 @@ int run_run(const RunOptions& o, bool verbose) {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
   if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -p - for stdin, or -f FILE)");
-  const auto model = load_model(o.model, o.device);
+  const auto model = load_model(o);
   Session session(model, session_params(o));
-  GenerateParams gp;
-  gp.sampling = sampler_params(o);
+  GenerateParams gp = generate_params(o);
   gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
   install_sigint();
-  const GenerateResult r = o.chat ? generate(session, std::vector<ChatMessage>{{"user", prompt}}, gp, stream_to_stdout)
-                                  : generate(session, prompt, gp, stream_to_stdout);
-  std::fputc('\n', stdout);
-  std::fflush(stdout);
+  std::vector<ChatMessage> messages;
+  if (!o.system.empty()) messages.push_back({"system", o.system});
+  messages.push_back({"user", prompt});
+  const GenerateResult r =
+      o.chat ? generate(session, messages, gp, stream_to_stdout) : generate(session, prompt, gp, stream_to_stdout);
   if (o.stats || verbose) print_stats(r);
+  if (r.stop == StopReason::context_full)
+    fmt::print(stderr, "slm: the context of {} tokens is full: the answer was cut short (a larger -c gives it room)\n",
+               session.n_ctx());
+  finish_output(r);
   return 0;
 }
 
@@ -229,7 +339,6 @@ int run_run(const RunOptions& o, bool verbose) {
 // chat
 
 struct ChatOptions : GenOptions {
-  std::string system;
   bool stats = false;
 };
 
@@ -238,10 +347,16 @@ const char* kChatHelp =
     "Ctrl-C stops an answer; at an empty prompt it exits.\n";
 
 int run_chat(const ChatOptions& o, bool verbose) {
-  const auto model = load_model(o.model, o.device);
+  const auto model = load_model(o);
   Session session(model, session_params(o));
-  GenerateParams gp;
-  gp.sampling = sampler_params(o);
+  GenerateParams gp = generate_params(o);
+  if (!o.system.empty()) {  // a system prompt that can never fit is refused now, not at the first message
+    const auto n = static_cast<int64_t>(
+        model->chat_template().tokenize(model->chat_template().render({{"system", o.system}, {"user", ""}})).size());
+    if (n >= session.n_ctx())
+      throw Error(fmt::format("the system prompt takes {} tokens; the context holds {} (use a larger -c)", n,
+                              session.n_ctx()));
+  }
   install_sigint();
   // The worker threads are created now with SIGINT blocked (they inherit the
   // mask), so Ctrl-C is always delivered to this thread — where LineReader
@@ -270,7 +385,13 @@ int run_chat(const ChatOptions& o, bool verbose) {
   while (true) {
     fmt::print("> ");
     std::fflush(stdout);
-    if (input.next(line) != LineReader::Result::line) {  // EOF (Ctrl-D) or Ctrl-C at the prompt
+    const LineReader::Result got = input.next(line);
+    if (got == LineReader::Result::interrupted) {  // Ctrl-C at the prompt: exit as interrupted
+      fmt::print("\n");
+      std::fflush(stdout);
+      throw Interrupted{};
+    }
+    if (got == LineReader::Result::eof) {  // Ctrl-D
       fmt::print("\n");
       break;
     }
@@ -318,6 +439,7 @@ int run_chat(const ChatOptions& o, bool verbose) {
     if (dropped) fmt::print("(context full: dropped the oldest turns to make room)\n");
     gp.max_tokens = o.n_predict < 0 ? session.n_ctx() : o.n_predict;
     const GenerateResult r = generate(session, history, gp, stream_to_stdout);
+    if (g_write_error != 0) throw Error(fmt::format("cannot write the answer to stdout: {}", std::strerror(g_write_error)));
     g_interrupted.store(false);  // a Ctrl-C that stopped this answer is used up
     fmt::print("\n");
     if (r.stop == StopReason::callback) fmt::print("(stopped)\n");
@@ -334,6 +456,8 @@ Command add_run(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   CLI::App* sub = app.add_subcommand("run", "Complete a prompt, streaming the answer to stdout");
   add_gen_options(sub, *o);
+  sub->add_option("args", o->positionals, "[MODEL] [PROMPT]: a model file or name, and the prompt")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("-p,--prompt", o->prompt, "Prompt text (- reads stdin)");
   sub->add_option("-f,--file", o->file, "Read the prompt from a file")->check(CLI::ExistingFile);
   sub->add_flag("--chat", o->chat, "Wrap the prompt in the model's chat template (as one user message)");
@@ -345,7 +469,7 @@ Command add_chat(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
   CLI::App* sub = app.add_subcommand("chat", "Chat with a model in the terminal");
   add_gen_options(sub, *o);
-  sub->add_option("--system", o->system, "System prompt");
+  sub->add_option("model_arg", o->model_positional, "MODEL: a model file or name (the same as -m)");
   sub->add_flag("--stats", o->stats, "Print speed after each answer");
   return [o] { return run_chat(*o, logger().should_log(spdlog::level::debug)); };
 }

@@ -1,6 +1,8 @@
 // slm: the command-line program. Subcommands live in cmd_*.cpp.
 #include <algorithm>
+#include <csignal>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 #include <map>
 #include <string>
@@ -8,6 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "core/cpu_features.h"
 #include "core/log.h"
@@ -15,11 +18,22 @@
 #include "slm/error.h"
 #include "slm/version.h"
 
+namespace {
+
+// The last line a failing run prints: with plain stdio, which cannot throw
+// (stderr may itself be a full disk or a closed pipe).
+void print_error(const std::string& line) { std::fputs(line.c_str(), stderr); }
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"slm — run small language models (Phi-3, Gemma, Llama) from GGUF files, locally", "slm"};
   app.set_version_flag("--version", std::string("slm ") + slm::version_string());
   app.require_subcommand(1);
   app.fallthrough();  // global flags (-v, --isa) also work after the subcommand
+  // A flag given twice: the last one wins, as in llama.cpp (list options
+  // such as bench's -m take every value; they say so themselves).
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   bool verbose = false;
   app.add_flag("-v,--verbose", verbose, "Debug logging to stderr")->configurable(false);
   std::string isa;
@@ -45,11 +59,14 @@ int main(int argc, char** argv) {
   add(slm::cli::add_perplexity);
   add(slm::cli::add_list);
 
-  // llama.cpp users type -ngl N; CLI11 reads a one-dash option as one letter.
+  // llama.cpp's one-dash long flags (-ngl, -sys); CLI11 reads a one-dash
+  // option as single letters.
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::string& a : args) {
-    if (a == "-ngl") a = "--n-gpu-layers";
-    else if (a.rfind("-ngl=", 0) == 0) a = "--n-gpu-layers=" + a.substr(5);
+    for (const auto& [dash, long_name] : slm::cli::kOneDashFlags) {
+      if (a == dash) a = long_name;
+      else if (a.rfind(std::string(dash) + "=", 0) == 0) a = std::string(long_name) + a.substr(std::strlen(dash));
+    }
   }
   std::reverse(args.begin(), args.end());  // CLI11 takes the arguments last-first
   try {
@@ -57,13 +74,19 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     // --help / --version (exit code 0) print what they print; a real usage
     // error is one line on stderr, like every other failure, naming where
-    // the options are listed. Exit status 2: a usage error.
+    // the options are listed (or the closest known flag to a mistyped one).
+    // Exit status 2: a usage error.
     if (e.get_exit_code() == 0) return app.exit(e);
+    const CLI::App* where_app = &app;
     std::string where = "slm";
-    for (const CLI::App* sub : app.get_subcommands()) where += " " + sub->get_name();
-    fmt::print(stderr, "slm: error: {} ({} --help lists the options)\n", e.what(), where);
+    for (const CLI::App* sub : app.get_subcommands()) where += " " + sub->get_name(), where_app = sub;
+    const std::string hint = slm::cli::did_you_mean(*where_app, app, e);
+    print_error(fmt::format("slm: error: {} ({})\n", e.what(),
+                            hint.empty() ? where + " --help lists the options" : "did you mean " + hint + "?"));
     return 2;
   }
+  // Output to a closed pipe is an error (EPIPE, reported), not a silent death by SIGPIPE.
+  std::signal(SIGPIPE, SIG_IGN);
   if (verbose) slm::logger().set_level(spdlog::level::debug);
 
   try {
@@ -75,13 +98,16 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : commands) {
       if (sub->parsed()) return run();
     }
+  } catch (const slm::cli::Interrupted&) {
+    std::fflush(stdout);
+    return 130;  // stopped by SIGINT, as a shell reports it
   } catch (const slm::Error& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "slm: error: {}\n", e.what());
+    print_error(fmt::format("slm: error: {}\n", e.what()));
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    fmt::print(stderr, "slm: internal error: {}\n", e.what());
+    print_error(fmt::format("slm: internal error: {}\n", e.what()));
     return 2;
   }
   return 1;

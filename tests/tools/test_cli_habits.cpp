@@ -1,0 +1,142 @@
+// The flags and conventions llama.cpp and Ollama users type from habit, and
+// the exit statuses and messages scripts rely on.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "slm/slm.h"
+#include "support/testdata.h"
+
+namespace slm {
+namespace {
+
+std::string q(const std::string& s) { return "'" + s + "'"; }
+std::string model() { return test::testdata_dir() + "/models/phi3-tiny-vocab-q8_0.gguf"; }
+std::string slm_run(const std::string& args) { return test::slm_binary() + " run " + args; }
+
+std::string greedy(const std::string& prompt, int n) {
+  const auto r = test::run_command(slm_run("-m " + q(model()) + " -p " + q(prompt) + " --temp 0 -n " + std::to_string(n)));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return r.output;
+}
+
+TEST(CliHabits, PositionalModelAndPromptLastFlagWinsAndLongSpellings) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string want = greedy("The capital of", 12);
+  ASSERT_GT(want.size(), 1u);
+  // `slm run MODEL PROMPT`, llama.cpp's long spellings, a repeated flag (the
+  // last one counts: --temp 0 is greedy), -ngl 0 (the CPU).
+  for (const std::string& args :
+       {q(model()) + " 'The capital of' --temp 0 -n 12",
+        q(model()) + " -p 'The capital of' --temp 0 -n 12",
+        "-m " + q(model()) + " 'The capital of' --temp 0.9 --temp 0 --n-predict 12 --ctx-size 256 --batch-size 7",
+        "-m " + q(model()) + " -p 'The capital of' --temp 0 -n 12 -ngl 0 --presence-penalty 0 --frequency-penalty 0"}) {
+    const auto r = test::run_command(slm_run(args));
+    EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output;
+    EXPECT_EQ(r.output, want) << args;
+  }
+  // The penalties are passed on: this model repeats one letter greedily;
+  // with presence and frequency penalties it cannot.
+  const std::string repeats = test::testdata_dir() + "/models/gemma2-tiny-q4_k_m.gguf";
+  const std::string base = slm_run("-m " + q(repeats) + " -p 'hello world' --temp 0 -n 12");
+  const auto plain = test::run_command(base);
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  ASSERT_EQ(plain.output, std::string(12, 'd') + "\n");
+  const auto penalised = test::run_command(base + " --presence-penalty 2 --frequency-penalty 2");
+  EXPECT_EQ(penalised.exit_code, 0);
+  EXPECT_LT(std::count(penalised.output.begin(), penalised.output.end(), 'd'), 6) << penalised.output;
+}
+
+TEST(CliHabits, ReversePromptStopsBeforeTheText) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string full = greedy("Once upon a time", 24);
+  ASSERT_GT(full.size(), 12u);
+  // A stop text from the middle of the greedy answer: the answer ends just
+  // before its first occurrence.
+  const std::string stop = full.substr(full.size() / 2, 3);
+  const auto r = test::run_command(
+      slm_run("-m " + q(model()) + " -p 'Once upon a time' --temp 0 -n 24 -r " + q(stop) + " -r 'never-appears'"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, full.substr(0, full.find(stop)) + "\n") << "stop " << q(stop);
+}
+
+TEST(CliHabits, SeedIsPrintedAndARandomSeedIsReproducible) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string base = slm_run("-m " + q(model()) + " -p 'Once upon a time' -n 16 --temp 1 --stats");
+  const auto given = test::run_command(base + " --seed 7", true);
+  ASSERT_EQ(given.exit_code, 0) << given.output;
+  EXPECT_NE(given.output.find("seed: 7\n"), std::string::npos) << given.output;
+  const std::string err_file = test::temp_path("seed_stderr.txt");
+  const auto random = test::run_command(base + " 2>" + q(err_file));
+  const auto err = test::run_command("cat " + q(err_file));
+  const size_t at = err.output.find("seed: ");
+  ASSERT_NE(at, std::string::npos) << err.output;
+  const std::string seed = err.output.substr(at + 6, err.output.find('\n', at) - at - 6);
+  const auto again = test::run_command(base + " --seed " + seed + " 2>/dev/null");
+  EXPECT_EQ(again.output, random.output) << "seed " << seed;
+}
+
+TEST(CliHabits, UsageErrorsAreOneLineWithStatus2AndAHint) {
+  SLM_REQUIRE_TESTDATA();
+  struct Case {
+    std::string args, needle;
+    int status;
+  };
+  const std::string m = "-m " + q(model()) + " -p hi ";
+  const std::vector<Case> cases = {
+      {m + "--topk 5", "did you mean --top-k?", 2},
+      {m + "--temperature 0.5", "did you mean --temp?", 2},
+      {m + "--seed -5", "--seed", 2},
+      {m + "--seed 99999999999999999999", "--seed", 2},
+      {m + "--seed 1e5", "--seed", 2},
+      {m + "--chat --chat-template nosuch", "chatml", 1},
+      {m + "--device gpu", "--device must be cpu, cuda or auto", 1},
+      {m + "-sys 'be brief'", "add --chat", 1},
+      {q(model()) + " one two", "too many arguments", 1},
+  };
+  for (const Case& c : cases) {
+    const auto r = test::run_command(slm_run(c.args), true);
+    EXPECT_EQ(r.exit_code, c.status) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.needle), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+    EXPECT_EQ(r.output.rfind("slm: error: ", 0), 0u) << r.output;
+  }
+  // -ngl asks for the GPU: without one, a clear error naming CUDA.
+  if (!cuda_available()) {
+    const auto r = test::run_command(slm_run(m + "-ngl 99"), true);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("CUDA"), std::string::npos) << r.output;
+  }
+}
+
+TEST(CliHabits, ContextFullFullDiskAndContextWarnings) {
+  SLM_REQUIRE_TESTDATA();
+  // The answer stops because the context is full: said on stderr.
+  const auto full = test::run_command(slm_run("-m " + q(model()) + " -p 'one two' -c 8 -n 40 --temp 0 2>&1 >/dev/null"));
+  EXPECT_EQ(full.exit_code, 0) << full.output;
+  EXPECT_NE(full.output.find("the context of 8 tokens is full"), std::string::npos) << full.output;
+  // Writing to a full disk is an error, not a silent loss.
+  const auto disk =
+      test::run_command(slm_run("-m " + q(model()) + " -p 'Once upon a time' -n 8 --temp 0 2>&1 >/dev/full"));
+  EXPECT_EQ(disk.exit_code, 1) << disk.output;
+  EXPECT_NE(disk.output.find("No space left on device"), std::string::npos) << disk.output;
+  // -c above the trained context: a warning, and the run goes on.
+  const int64_t trained = Model::load(model())->info().n_ctx_train;
+  const auto warn = test::run_command(
+      slm_run("-m " + q(model()) + " -p hi -n 2 --temp 0 -c " + std::to_string(trained + 64) + " 2>&1 >/dev/null"));
+  EXPECT_EQ(warn.exit_code, 0) << warn.output;
+  EXPECT_NE(warn.output.find("trained on"), std::string::npos) << warn.output;
+  // A system prompt that cannot fit the context: refused at start.
+  std::string system;
+  for (int i = 0; i < 60; ++i) system += "word ";
+  const auto sys = test::run_command(test::slm_binary() + " chat -m " + q(model()) + " -c 32 --system " + q(system) +
+                                         " </dev/null",
+                                     true);
+  EXPECT_EQ(sys.exit_code, 1) << sys.output;
+  EXPECT_NE(sys.output.find("the system prompt takes"), std::string::npos) << sys.output;
+}
+
+}  // namespace
+}  // namespace slm
