@@ -4,6 +4,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <fstream>
+#include <new>
+#include <optional>
+#include <string>
 
 #include "core/fp16.h"
 #include "cpu/parallel.h"
@@ -14,24 +18,56 @@ namespace slm::model {
 // ---------------------------------------------------------------------------
 // KvCache
 
+namespace {
+
+// Memory the kernel can still give this process: MemAvailable + SwapFree
+// from /proc/meminfo; nullopt where that file does not exist.
+std::optional<double> available_memory_bytes() {
+  std::ifstream in("/proc/meminfo");
+  if (!in) return std::nullopt;
+  double total = 0;
+  bool found = false;
+  std::string key;
+  double kib = 0;
+  std::string unit;
+  while (in >> key >> kib) {
+    std::getline(in, unit);
+    if (key == "MemAvailable:" || key == "SwapFree:") total += kib * 1024.0, found = true;
+  }
+  return found ? std::optional<double>(total) : std::nullopt;
+}
+
+}  // namespace
+
 KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16)
     : rows_(rows), n_ctx_(n_ctx), kv_dim_(kv_dim), f16_(f16), elem_(f16 ? 2 : 4) {
   double bytes = 0;
   for (int64_t r : rows_) bytes += 2.0 * static_cast<double>(r) * static_cast<double>(kv_dim) * static_cast<double>(elem_);
-  if (bytes > 256.0 * (1ull << 30))
-    throw Error(fmt::format("KV cache of {:.1f} GiB for a context of {} is too large; use a smaller context",
-                            bytes / (1ull << 30), n_ctx));
+  // Refused before allocating when it could never be backed. (The memory
+  // is committed as the cache fills: new[] leaves it untouched, so a short
+  // chat with a long context costs only the pages it writes.)
+  const auto available = available_memory_bytes();
+  if (bytes > 256.0 * (1ull << 30) || (available && bytes > *available))
+    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache{}: use a smaller context (-c)",
+                            n_ctx, bytes / (1ull << 30),
+                            available ? fmt::format(", and {:.1f} GiB of memory is available", *available / (1ull << 30))
+                                      : std::string()));
   size_t at = 0;
   for (int64_t r : rows_) {
     offset_.push_back(at);
     at += 2 * static_cast<size_t>(r * kv_dim) * elem_;
   }
-  data_.resize(at);
+  data_.reset(new (std::nothrow) uint8_t[at]);
+  if (!data_ && at > 0)
+    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache, which could not be allocated: "
+                            "use a smaller context (-c)",
+                            n_ctx, bytes / (1ull << 30)));
+  bytes_ = at;
 }
 
 void* KvCache::base(int layer, int which) {
   const size_t per = static_cast<size_t>(rows(layer) * kv_dim_) * elem_;
-  return data_.data() + offset_[static_cast<size_t>(layer)] + static_cast<size_t>(which) * per;
+  return data_.get() + offset_[static_cast<size_t>(layer)] + static_cast<size_t>(which) * per;
 }
 
 void KvCache::store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k) {

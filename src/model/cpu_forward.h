@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -24,7 +25,7 @@ class KvCache {
   int64_t n_ctx() const { return n_ctx_; }
   int64_t rows(int layer) const { return rows_[static_cast<size_t>(layer)]; }
   bool is_ring(int layer) const { return rows(layer) < n_ctx_; }
-  size_t bytes() const { return data_.size(); }
+  size_t bytes() const { return bytes_; }
   // Stores position pos's K or V (kv_dim floats) in its row.
   void store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k);
 
@@ -35,7 +36,8 @@ class KvCache {
   int64_t n_ctx_, kv_dim_;
   bool f16_;
   size_t elem_;
-  std::vector<uint8_t> data_;
+  std::unique_ptr<uint8_t[]> data_;  // uninitialised: pages are committed as rows are written
+  size_t bytes_ = 0;
 };
 
 class CpuForward final : public Forward {

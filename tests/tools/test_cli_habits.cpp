@@ -92,9 +92,9 @@ TEST(CliHabits, UsageErrorsAreOneLineWithStatus2AndAHint) {
       {m + "--seed 99999999999999999999", "--seed", 2},
       {m + "--seed 1e5", "--seed", 2},
       {m + "--chat --chat-template nosuch", "chatml", 1},
-      {m + "--device gpu", "--device must be cpu, cuda or auto", 1},
-      {m + "-sys 'be brief'", "add --chat", 1},
-      {q(model()) + " one two", "too many arguments", 1},
+      {m + "--device gpu", "--device must be cpu, cuda or auto", 2},
+      {m + "-sys 'be brief'", "add --chat", 2},
+      {q(model()) + " one two", "too many arguments", 2},
   };
   for (const Case& c : cases) {
     const auto r = test::run_command(slm_run(c.args), true);
@@ -103,6 +103,17 @@ TEST(CliHabits, UsageErrorsAreOneLineWithStatus2AndAHint) {
     EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
     EXPECT_EQ(r.output.rfind("slm: error: ", 0), 0u) << r.output;
   }
+  // Other commands: the model positional or as -m; missing arguments are usage errors.
+  for (const std::string& args : {std::string("info"), std::string("bench -p 0"), std::string("quantize ") + q(model())}) {
+    const auto r = test::run_command(test::slm_binary() + " " + args, true);
+    EXPECT_EQ(r.exit_code, 2) << args << "\n" << r.output;
+    EXPECT_EQ(r.output.rfind("slm: error: ", 0), 0u) << r.output;
+  }
+  const auto info = test::run_command(test::slm_binary() + " info -m " + q(model()));
+  EXPECT_EQ(info.exit_code, 0) << info.output;
+  EXPECT_NE(info.output.find("file type:     Q8_0 (MOSTLY_Q8_0 7)"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("slm runs it:   yes, chat template phi3"), std::string::npos) << info.output;
+  EXPECT_NE(info.output.find("memory:"), std::string::npos) << info.output;
   // -ngl asks for the GPU: without one, a clear error naming CUDA.
   if (!cuda_available()) {
     const auto r = test::run_command(slm_run(m + "-ngl 99"), true);
@@ -128,6 +139,12 @@ TEST(CliHabits, ContextFullFullDiskAndContextWarnings) {
       slm_run("-m " + q(model()) + " -p hi -n 2 --temp 0 -c " + std::to_string(trained + 64) + " 2>&1 >/dev/null"));
   EXPECT_EQ(warn.exit_code, 0) << warn.output;
   EXPECT_NE(warn.output.find("trained on"), std::string::npos) << warn.output;
+  // A context whose KV cache cannot be allocated: refused with the size it
+  // needs, not "std::bad_alloc" (8 GiB here, under a 3 GB address-space limit).
+  const auto kv = test::run_command("ulimit -v 3000000; " + slm_run("-m " + q(model()) + " -p hi -n 2 -c 16777216") +
+                                    " 2>&1 >/dev/null");
+  EXPECT_EQ(kv.exit_code, 1) << kv.output;
+  EXPECT_NE(kv.output.find("needs 8.0 GiB for its KV cache"), std::string::npos) << kv.output;
   // A system prompt that cannot fit the context: refused at start.
   std::string system;
   for (int i = 0; i < 60; ++i) system += "word ";

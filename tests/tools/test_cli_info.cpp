@@ -50,7 +50,7 @@ TEST(CliInfo, TextReportNamesArchitectureAndCounts) {
   const auto r = test::run_command(test::slm_binary() + " info --tensors " + q(path));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("architecture:  gemma2"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("MOSTLY_Q4_K_M (15)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("Q4_K_M (MOSTLY_Q4_K_M 15)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("block_count"), std::string::npos);
   EXPECT_NE(r.output.find("attn_logit_softcapping"), std::string::npos);
   EXPECT_NE(r.output.find("blk.3.post_ffw_norm.weight"), std::string::npos);

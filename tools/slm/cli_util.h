@@ -18,6 +18,12 @@ class ParseError;
 
 namespace slm::cli {
 
+// A usage error found after parsing (missing or conflicting arguments, a bad
+// value): main() prints it like CLI11's own and exits with status 2.
+struct UsageError : Error {
+  using Error::Error;
+};
+
 // "1,2,3" -> {1, 2, 3}; any item that is not an integer in [min, max] is an
 // error naming the flag and the item.
 inline std::vector<int64_t> parse_int_list(const std::string& list, const char* flag, int64_t min, int64_t max) {
@@ -34,7 +40,7 @@ inline std::vector<int64_t> parse_int_list(const std::string& list, const char* 
       used = 0;
     }
     if (item.empty() || used != item.size() || v < min || v > max)
-      throw Error(fmt::format("{}: '{}' is not valid (expected comma-separated integers from {} to {})", flag, item,
+      throw UsageError(fmt::format("{}: '{}' is not valid (expected comma-separated integers from {} to {})", flag, item,
                               min, max));
     out.push_back(v);
     start = comma + 1;
@@ -51,6 +57,7 @@ inline constexpr std::pair<const char*, const char*> kOneDashFlags[] = {
 
 // Thrown when Ctrl-C stopped a command: main() exits with status 130.
 struct Interrupted {};
+
 
 // The known flag closest to the unknown one a parse error names (edit
 // distance at most 3, or a known flag that starts with it): "--top-k".
@@ -79,14 +86,14 @@ inline Device device_of(const DeviceOptions& o) {
   if (o.device == "cpu") return Device::cpu;
   if (o.device == "cuda") return Device::cuda;
   if (o.device == "auto") return Device::automatic;
-  throw Error(fmt::format("--device must be cpu, cuda or auto (got '{}')", o.device));
+  throw UsageError(fmt::format("--device must be cpu, cuda or auto (got '{}')", o.device));
 }
 
 // -ngl between 0 and the layer count would split the model across devices,
 // which slm cannot do yet: refused rather than silently run elsewhere.
 inline void check_gpu_layers(const DeviceOptions& o, int64_t n_layer) {
   if (o.n_gpu_layers > 0 && o.n_gpu_layers < n_layer)
-    throw Error(fmt::format("-ngl {}: the model has {} layers and slm runs a model wholly on one device: use -ngl 0 "
+    throw UsageError(fmt::format("-ngl {}: the model has {} layers and slm runs a model wholly on one device: use -ngl 0 "
                             "(CPU) or -ngl {} or more (GPU)",
                             o.n_gpu_layers, n_layer, n_layer));
 }

@@ -22,6 +22,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "model_dir.h"
 #include "core/cpu_features.h"
 #include "cpu/kernels.h"
 #include "cpu/membw.h"
@@ -239,7 +240,9 @@ Command add_bench(CLI::App& app) {
   auto opts = std::make_shared<BenchOptions>();
   auto threads = std::make_shared<std::string>("0");
   CLI::App* sub = app.add_subcommand("bench", "Measure prompt (pp) and generation (tg) speed in tokens/s");
-  sub->add_option("-m,--model", opts->models, "GGUF model file (repeat for several)")->required()->check(CLI::ExistingFile);
+  sub->add_option("-m,--model", opts->models, "GGUF model file or name (repeat for several; also positional)")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("models", opts->models, "GGUF model files or names")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("-p,--n-prompt", opts->n_prompt, "Prompt tokens per pp run (0 = skip)")->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("-n,--n-gen", opts->n_gen, "Generated tokens per tg run (0 = skip)")->capture_default_str()
@@ -251,6 +254,8 @@ Command add_bench(CLI::App& app) {
   sub->add_option("-o,--output", opts->output, "Output format: md, json or csv")->capture_default_str();
   add_device_options(sub, opts->device);
   return [opts, threads] {
+    if (opts->models.empty()) throw UsageError("which model? (slm bench MODEL..., or -m MODEL)");
+    for (std::string& m : opts->models) m = resolve_model(m);
     opts->threads.clear();
     for (int64_t t : parse_int_list(*threads, "-t", 0, 1024)) opts->threads.push_back(static_cast<int>(t));
     return run_bench(*opts);

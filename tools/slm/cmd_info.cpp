@@ -1,4 +1,5 @@
 // slm info MODEL.gguf [--tensors] [--json]: what a model file holds.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -6,7 +7,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_util.h"
 #include "commands.h"
+#include "model_dir.h"
+#include "model/model.h"
+#include "slm/error.h"
+#include "slm/model.h"
 #include "gguf/gguf_reader.h"
 
 namespace slm::cli {
@@ -19,6 +25,7 @@ using nlohmann::json;
 
 struct InfoOptions {
   std::string model;
+  std::string model_flag;
   bool tensors = false;
   bool json = false;
 };
@@ -60,11 +67,52 @@ std::string value_text(const Value& v) {
   return fmt::format("{}", *v.to_int());
 }
 
+// "Q4_K_M" for MOSTLY_Q4_K_M, "F32" for ALL_F32: the name users type.
+std::string short_type_name(std::string_view name) {
+  for (std::string_view prefix : {"MOSTLY_", "ALL_"})
+    if (name.rfind(prefix, 0) == 0) return std::string(name.substr(prefix.size()));
+  return std::string(name);
+}
+
 std::string file_type_text(const GgufFile& f) {
   const auto ft = f.get_u32("general.file_type");
   if (!ft) return "unknown";
   const auto name = file_type_name(*ft);
-  return fmt::format("{} ({})", name ? std::string(*name) : std::string("unrecognised"), *ft);
+  if (!name) return fmt::format("unrecognised ({})", *ft);
+  return fmt::format("{} ({} {})", short_type_name(*name), *name, *ft);
+}
+
+// Whether slm runs the file, with what chat format, and the memory it takes
+// at the default context (weights + f16 KV cache).
+struct RunSummary {
+  bool supported = false;
+  std::string why_not;
+  std::string chat_template;
+  int64_t n_ctx = 0;
+  uint64_t weight_bytes = 0, kv_bytes = 0;
+};
+
+RunSummary run_summary(const std::string& path) {
+  RunSummary r;
+  try {
+    const auto m = model::Model::load(path);
+    const model::HParams& hp = m->hparams();
+    r.supported = true;
+    r.n_ctx = std::min<int64_t>(hp.n_ctx_train, 4096);  // ContextParams' default
+    r.weight_bytes = m->weight_bytes();
+    for (const model::LayerSpec& l : hp.layers) {
+      const int64_t rows = l.window > 0 ? std::min(r.n_ctx, l.window + 511) : r.n_ctx;  // rings: window + batch - 1
+      r.kv_bytes += 2 * static_cast<uint64_t>(rows * hp.kv_dim()) * 2;
+    }
+    try {
+      r.chat_template = Model::load(path)->chat_template().name();
+    } catch (const Error&) {
+      r.chat_template = "(none: no usable tokenizer)";
+    }
+  } catch (const Error& e) {
+    r.why_not = e.what();
+  }
+  return r;
 }
 
 struct TokenizerSummary {
@@ -147,6 +195,15 @@ void print_json(const GgufFile& f) {
                        {"offset", t.file_offset}});
   }
   j["tensors"] = tensors;
+  const RunSummary run = run_summary(f.path());
+  j["file_type_short"] = ft_name ? json(short_type_name(*ft_name)) : json(nullptr);
+  j["supported"] = run.supported;
+  if (run.supported) {
+    j["chat_template_used"] = run.chat_template;
+    j["memory"] = {{"context", run.n_ctx}, {"weights", run.weight_bytes}, {"kv_cache_f16", run.kv_bytes}};
+  } else {
+    j["unsupported_because"] = run.why_not;
+  }
   // Metadata strings need not be valid UTF-8: replace bad bytes rather than fail.
   fmt::print("{}\n", j.dump(1, ' ', false, json::error_handler_t::replace));
 }
@@ -160,6 +217,15 @@ void print_text(const GgufFile& f, bool with_tensors) {
   fmt::print("architecture:  {}\n", f.architecture().empty() ? "(none)" : f.architecture());
   fmt::print("name:          {}\n", f.get_string("general.name", "(none)"));
   fmt::print("file type:     {}\n", file_type_text(f));
+  const RunSummary run = run_summary(f.path());
+  if (run.supported) {
+    fmt::print("slm runs it:   yes, chat template {}\n", run.chat_template);
+    fmt::print("memory:        {} = weights {} + KV cache {} (f16, default context of {})\n",
+               human_bytes(run.weight_bytes + run.kv_bytes), human_bytes(run.weight_bytes), human_bytes(run.kv_bytes),
+               run.n_ctx);
+  } else {
+    fmt::print("slm runs it:   no: {}\n", run.why_not);
+  }
   fmt::print("parameters:    {} ({})\n", human_count(n_params), n_params);
   if (n_params > 0) {
     fmt::print("weights:       {}, {:.2f} bits per weight\n", human_bytes(weight_bytes),
@@ -205,11 +271,15 @@ void print_text(const GgufFile& f, bool with_tensors) {
 Command add_info(CLI::App& app) {
   auto opts = std::make_shared<InfoOptions>();
   CLI::App* sub = app.add_subcommand("info", "Describe a GGUF model file: architecture, hyperparameters, tokenizer, tensors");
-  sub->add_option("model", opts->model, "GGUF file")->required();
+  sub->add_option("file", opts->model, "GGUF file, or a model's name in the model folder");
+  sub->add_option("-m,--model", opts->model_flag, "The same as the positional argument");
   sub->add_flag("--tensors", opts->tensors, "Also list every tensor (name, type, dims, bytes, offset)");
   sub->add_flag("--json", opts->json, "Print everything as one JSON object");
   return [opts]() {
-    const GgufFile file(opts->model);
+    if (opts->model.empty() && opts->model_flag.empty()) throw UsageError("which model? (slm info MODEL, or -m MODEL)");
+    if (!opts->model.empty() && !opts->model_flag.empty() && opts->model != opts->model_flag)
+      throw UsageError(fmt::format("two models given: -m {} and {}", opts->model_flag, opts->model));
+    const GgufFile file(resolve_model(opts->model.empty() ? opts->model_flag : opts->model));
     if (opts->json) {
       print_json(file);
     } else {

@@ -16,7 +16,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli_util.h"
 #include "commands.h"
+#include "model_dir.h"
 #include "slm/slm.h"
 
 namespace slm::cli {
@@ -34,7 +36,8 @@ int run_perplexity(const PerplexityOptions& o) {
   std::ifstream in(o.file, std::ios::binary);
   if (!in) throw Error(fmt::format("{}: cannot open", o.file));
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  const auto model = Model::load(o.model);
+  if (o.model.empty()) throw UsageError("which model? (slm perplexity MODEL -f TEXT, or -m MODEL)");
+  const auto model = Model::load(resolve_model(o.model));
   const Tokenizer& tok = model->tokenizer();
   const std::vector<TokenId> tokens = tok.encode(text, true, false);
   const int64_t n = o.ctx;
@@ -86,7 +89,8 @@ int run_perplexity(const PerplexityOptions& o) {
 Command add_perplexity(CLI::App& app) {
   auto o = std::make_shared<PerplexityOptions>();
   CLI::App* sub = app.add_subcommand("perplexity", "Measure a model's perplexity on a text file");
-  sub->add_option("-m,--model", o->model, "GGUF model file")->required();
+  sub->add_option("-m,--model", o->model, "GGUF model file or name (also positional)");
+  sub->add_option("model_arg", o->model, "GGUF model file or name");
   sub->add_option("-f,--file", o->file, "Text file")->required()->check(CLI::ExistingFile);
   sub->add_option("-c,--ctx", o->ctx, "Chunk length in tokens")->capture_default_str()
       ->check(CLI::Range(int64_t{4}, int64_t{1} << 20));

@@ -18,6 +18,7 @@
 #include <cctype>
 #include <cstring>
 #include <atomic>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -25,6 +26,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -184,12 +186,27 @@ int run_quantize(const QuantizeOptions& o) {
 Command add_quantize(CLI::App& app) {
   auto o = std::make_shared<QuantizeOptions>();
   CLI::App* sub = app.add_subcommand("quantize", "Write a model with its weights in another type");
-  sub->add_option("input", o->in, "Input GGUF model")->required()->check(CLI::ExistingFile);
-  sub->add_option("output", o->out, "Output GGUF path (never the input)")->required();
-  sub->add_option("type", o->type, "q4_0, q4_1, q5_0, q5_1, q8_0, q4_k_m, q5_k_m, q6_k, f16, bf16 or f32")->required();
+  auto args = std::make_shared<std::vector<std::string>>();
+  auto model = std::make_shared<std::string>();
+  sub->add_option("args", *args,
+                  "INPUT OUTPUT TYPE (INPUT may come as -m instead); TYPE: q4_0, q4_1, q5_0, q5_1, q8_0, q4_k_m, q5_k_m, "
+                  "q6_k, f16, bf16 or f32")
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  sub->add_option("-m,--model", *model, "Input GGUF model (instead of the first argument)");
   sub->add_flag("--allow-requantize", o->allow_requantize, "Allow an already quantized input");
   sub->add_option("-t,--threads", o->threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
-  return [o] { return run_quantize(*o); };
+  return [o, args, model] {
+    // slm quantize IN OUT TYPE, or slm quantize -m IN OUT TYPE.
+    const size_t want = model->empty() ? 3 : 2;
+    if (args->size() != want)
+      throw UsageError(fmt::format("quantize takes {}OUTPUT TYPE; got {} argument{}", model->empty() ? "INPUT " : "",
+                              args->size(), args->size() == 1 ? "" : "s"));
+    o->in = model->empty() ? (*args)[0] : *model;
+    o->out = (*args)[want - 2];
+    o->type = (*args)[want - 1];
+    if (!std::filesystem::is_regular_file(o->in)) throw Error(fmt::format("{}: no such model file", o->in));
+    return run_quantize(*o);
+  };
 }
 
 }  // namespace slm::cli

@@ -151,7 +151,7 @@ std::string chat_template_arg(const std::string& arg) {
 
 std::shared_ptr<const Model> load_model(const GenOptions& o) {
   if (!o.model.empty() && !o.model_positional.empty() && o.model != o.model_positional)
-    throw Error(fmt::format("two models given: -m {} and {}", o.model, o.model_positional));
+    throw UsageError(fmt::format("two models given: -m {} and {}", o.model, o.model_positional));
   const std::string path = resolve_model(o.model.empty() ? o.model_positional : o.model);
   const DeviceOptions& device = o.device;
   ModelParams mp;
@@ -289,10 +289,10 @@ struct RunOptions : GenOptions {
 void resolve_positionals(RunOptions& o) {
   auto is_model = [](const std::string& a) { return a.size() > 5 && a.compare(a.size() - 5, 5, ".gguf") == 0; };
   if (o.positionals.size() > 2)
-    throw Error(fmt::format("too many arguments: '{}' (quote a prompt with spaces)", o.positionals[2]));
+    throw UsageError(fmt::format("too many arguments: '{}' (quote a prompt with spaces)", o.positionals[2]));
   if (o.positionals.size() == 2) {
     o.model_positional = o.positionals[0];
-    if (!o.prompt.empty()) throw Error("two prompts given: -p and a second argument");
+    if (!o.prompt.empty()) throw UsageError("two prompts given: -p and a second argument");
     o.prompt = o.positionals[1];
   } else if (o.positionals.size() == 1) {
     const std::string& a = o.positionals[0];
@@ -301,13 +301,13 @@ void resolve_positionals(RunOptions& o) {
     else if (o.prompt.empty())
       o.prompt = a;
     else
-      throw Error(fmt::format("unexpected argument '{}'", a));
+      throw UsageError(fmt::format("unexpected argument '{}'", a));
   }
 }
 
 int run_run(RunOptions o, bool verbose) {
   resolve_positionals(o);
-  if (!o.system.empty() && !o.chat) throw Error("--system applies to chat prompts: add --chat");
+  if (!o.system.empty() && !o.chat) throw UsageError("--system applies to chat prompts: add --chat");
   std::string prompt = o.prompt;
   if (!o.file.empty()) {
     std::ifstream in(o.file, std::ios::binary);

@@ -101,6 +101,10 @@ int main(int argc, char** argv) {
   } catch (const slm::cli::Interrupted&) {
     std::fflush(stdout);
     return 130;  // stopped by SIGINT, as a shell reports it
+  } catch (const slm::cli::UsageError& e) {
+    std::fflush(stdout);
+    print_error(fmt::format("slm: error: {}\n", e.what()));
+    return 2;
   } catch (const slm::Error& e) {
     std::fflush(stdout);
     print_error(fmt::format("slm: error: {}\n", e.what()));
