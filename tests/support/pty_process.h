@@ -22,7 +22,9 @@ namespace slm::test {
 class PtyProcess {
  public:
   explicit PtyProcess(const std::vector<std::string>& argv) {
-    struct winsize ws = {24, 100, 0, 0};
+    // Wide enough that the line editor never wraps a typed message (tests
+    // look for the message's echo as one piece).
+    struct winsize ws = {24, 4000, 0, 0};
     pid_ = forkpty(&fd_, nullptr, nullptr, &ws);
     if (pid_ == 0) {
       std::vector<char*> args;
@@ -98,14 +100,17 @@ class PtyProcess {
 
 // Sends a message at the prompt whose output starts at `at`, waits for the
 // next prompt, and returns what was printed in between after the echoed
-// message (the answer and any notes); `at` moves to the new prompt.
+// message (the answer and any notes); `at` moves to the new prompt. The
+// message may be echoed twice — by the terminal when it arrives before the
+// line editor takes the terminal, then by the editor — so the answer starts
+// after the last echo.
 inline std::string ask(PtyProcess& p, const std::string& message, size_t& at) {
   p.send(message + "\r");
   const size_t echoed = p.wait_for(message, at);
   if (echoed == std::string::npos) return "(no echo of " + message + ")";
-  const size_t start = echoed + message.size();
-  const size_t next = p.wait_for("\n> ", start);
+  const size_t next = p.wait_for("\n> ", echoed + message.size());
   if (next == std::string::npos) return "(no prompt after " + message + ")";
+  const size_t start = echoed + p.output().substr(echoed, next - echoed).rfind(message) + message.size();
   at = next + 1;
   return p.output().substr(start, next - start);
 }

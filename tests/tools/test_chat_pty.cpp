@@ -6,6 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <fstream>
+#include <iterator>
+#include <thread>
+
 #include "support/pty_process.h"
 #include "support/testdata.h"
 
@@ -29,12 +34,7 @@ TEST(ChatPty, TurnsCtrlCResetAndEof) {
   ASSERT_NE(at, std::string::npos) << p.output();
 
   // Turn 1: an answer streams, fills the context, and the prompt returns.
-  p.send("hello there\r");
-  const size_t t1 = p.wait_for("hello there", at);
-  ASSERT_NE(t1, std::string::npos) << p.output();
-  at = p.wait_for("\n> ", t1);
-  ASSERT_NE(at, std::string::npos) << p.output();
-  const std::string answer1 = p.output().substr(t1, at - t1);
+  const std::string answer1 = ask(p, "hello there", at);
   EXPECT_GT(answer1.size(), 100u) << answer1;
   EXPECT_NE(answer1.find("(context full: the answer was cut short)"), std::string::npos) << answer1;
 
@@ -59,7 +59,7 @@ TEST(ChatPty, TurnsCtrlCResetAndEof) {
   at = p.wait_for("(conversation cleared)", at);
   ASSERT_NE(at, std::string::npos) << p.output();
   at = p.wait_for("> ", at);
-  EXPECT_EQ(ask(p, "hello there", at), answer1.substr(std::string("hello there").size()));
+  EXPECT_EQ(ask(p, "hello there", at), answer1);
 
   // Turn 3: Ctrl-C once the answer is streaming stops it, not the program.
   // (The last answer filled the context: the turn before is dropped first.)
@@ -73,7 +73,10 @@ TEST(ChatPty, TurnsCtrlCResetAndEof) {
   at = p.wait_for("> ", stopped);
   ASSERT_NE(at, std::string::npos);
 
-  // EOF (Ctrl-D at an empty line) exits cleanly.
+  // EOF (Ctrl-D at an empty line) exits cleanly. Sent after a pause, as a
+  // person types: a control key that arrives before the line editor has
+  // taken the terminal is the terminal's (a ^D there is lost).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
   p.send("\x04");
   EXPECT_EQ(p.wait_exit(), 0) << p.output().substr(at);
 }
@@ -97,8 +100,56 @@ TEST(ChatPty, CtrlCAtThePromptExitsCleanly) {
   const std::string answer = ask(p, "hi", at);
   EXPECT_EQ(answer.find("too long"), std::string::npos) << answer;
   EXPECT_GT(answer.size(), 4u) << answer;
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // as a person types (see above)
   p.send("\x03");
   EXPECT_EQ(p.wait_exit(), 130) << p.output();  // ended by Ctrl-C: the shell's status for SIGINT
+}
+
+// The line editor: history recall and editing (up-arrow, backspace), Ctrl-C
+// on a typed line clears it, the multi-line prompt, /set and /show, and the
+// history file.
+TEST(ChatPty, LineEditingHistoryMultiLineAndCommands) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string state = test::temp_path("xdg_state");
+  PtyProcess p({"/usr/bin/env", "XDG_STATE_HOME=" + state, test::slm_binary(), "chat", "-m", model_path(), "-c", "256"});
+  ASSERT_TRUE(p.started());
+  size_t at = p.wait_for("> ", 0);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  pause();
+  p.send("/set top_k 7\r");
+  at = p.wait_for("(top_k = 7)", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  // Up-arrow recalls the line; backspace and a new digit edit it.
+  pause();
+  p.send("\x1b[A");
+  pause();
+  p.send("\x7f" "9\r");
+  at = p.wait_for("(top_k = 9)", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  EXPECT_EQ(p.output().find("[A"), std::string::npos) << "an arrow key reached the chat as text";
+  // Ctrl-C on a typed line clears it; the chat goes on.
+  pause();
+  p.send("half a thought");
+  pause();
+  p.send("\x03");
+  pause();
+  p.send("/show\r");
+  at = p.wait_for("top_k 9", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  // """ opens a multi-line message: the continuation prompt.
+  pause();
+  p.send("\"\"\"\r");
+  at = p.wait_for("... ", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  pause();
+  p.send("\x03");  // abandon it
+  pause();
+  p.send("/exit\r");
+  EXPECT_EQ(p.wait_exit(), 0) << p.output();
+  std::ifstream history(state + "/slm/history");
+  const std::string saved((std::istreambuf_iterator<char>(history)), std::istreambuf_iterator<char>());
+  EXPECT_NE(saved.find("top_k"), std::string::npos) << saved;
 }
 
 }  // namespace

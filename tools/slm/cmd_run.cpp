@@ -23,6 +23,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "line_editor.h"
 #include "model_dir.h"
 #include "core/log.h"
 #include "cpu/parallel.h"
@@ -208,61 +209,6 @@ void finish_output(const GenerateResult& r) {
   if (r.stop == StopReason::callback && g_interrupted.load()) throw Interrupted{};
 }
 
-// Reads lines from stdin without stdio buffering, so a Ctrl-C at the prompt
-// is never lost: SIGINT stays blocked except inside ppoll(), which unblocks
-// it atomically while waiting — a signal that arrived before the wait is
-// still pending and ends it at once.
-class LineReader {
- public:
-  enum class Result { line, eof, interrupted };
-
-  Result next(std::string& out) {
-    for (;;) {
-      const size_t nl = buffer_.find('\n');
-      if (nl != std::string::npos) {
-        out = buffer_.substr(0, nl);
-        buffer_.erase(0, nl + 1);
-        if (!out.empty() && out.back() == '\r') out.pop_back();
-        return Result::line;
-      }
-      if (eof_) {
-        if (buffer_.empty()) return Result::eof;
-        out.swap(buffer_);
-        buffer_.clear();
-        return Result::line;
-      }
-      sigset_t block, old;
-      sigemptyset(&block);
-      sigaddset(&block, SIGINT);
-      pthread_sigmask(SIG_BLOCK, &block, &old);
-      if (g_interrupted.load()) {
-        pthread_sigmask(SIG_SETMASK, &old, nullptr);
-        return Result::interrupted;
-      }
-      struct pollfd p = {STDIN_FILENO, POLLIN, 0};
-      const int ready = ppoll(&p, 1, nullptr, &old);
-      pthread_sigmask(SIG_SETMASK, &old, nullptr);
-      if (ready < 0) {
-        if (errno != EINTR) return Result::eof;
-        if (g_interrupted.load()) return Result::interrupted;
-        continue;
-      }
-      char chunk[4096];
-      const ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        eof_ = true;
-      } else {
-        buffer_.append(chunk, static_cast<size_t>(n));
-      }
-    }
-  }
-
- private:
-  std::string buffer_;
-  bool eof_ = false;
-};
-
 void print_stats(const GenerateResult& r) {
   const int64_t evaluated = r.n_prompt - r.n_reused;
   fmt::print(stderr, "\nseed: {}", r.seed);
@@ -340,11 +286,52 @@ int run_run(RunOptions o, bool verbose) {
 
 struct ChatOptions : GenOptions {
   bool stats = false;
+  bool no_history = false;
 };
 
 const char* kChatHelp =
-    "commands: /reset (forget the conversation), /exit (or Ctrl-D), /help\n"
-    "Ctrl-C stops an answer; at an empty prompt it exits.\n";
+    "commands:\n"
+    "  /help                 this list\n"
+    "  /reset, /clear        forget the conversation (the system prompt stays)\n"
+    "  /exit, /bye, /quit    leave (or Ctrl-D)\n"
+    "  /set temp|top_k|top_p|min_p|seed VALUE    change sampling\n"
+    "  /set system TEXT      a new system prompt (the conversation restarts)\n"
+    "  /show                 model, chat template, context use, sampling\n"
+    "input: \"\"\" opens and closes a multi-line message; a line ending in \\ continues;\n"
+    "  //text sends a message that starts with /.\n"
+    "keys: arrows, Home/End, Ctrl-A/E/W/U, up-arrow history; Ctrl-C stops an answer,\n"
+    "  clears a typed line, and at an empty prompt exits.\n";
+
+// A /set command: changes `sampling` (or the system prompt); the message to
+// show, or an error text.
+std::string apply_set(const std::string& args, SamplerParams& sampling, std::string& system) {
+  const size_t sp = args.find(' ');
+  const std::string key = args.substr(0, sp), value = sp == std::string::npos ? "" : args.substr(sp + 1);
+  if (key == "system") {
+    system = value;
+    return value.empty() ? "(system prompt removed)" : "(system prompt set)";
+  }
+  if (value.empty()) return "usage: /set temp|top_k|top_p|min_p|seed VALUE, or /set system TEXT";
+  try {
+    size_t used = 0;
+    if (key == "seed") {
+      const auto seed = parse_seed(value);
+      if (!seed) return "seed must be an integer from 0 to 18446744073709551615";
+      sampling.seed = *seed;
+      return fmt::format("(seed {})", *seed);
+    }
+    const double v = std::stod(value, &used);
+    if (used != value.size()) throw std::invalid_argument(value);
+    if (key == "temp" && v >= 0 && v <= 100) sampling.temperature = static_cast<float>(v);
+    else if (key == "top_k" && v >= 0 && v == static_cast<double>(static_cast<int>(v))) sampling.top_k = static_cast<int>(v);
+    else if (key == "top_p" && v >= 0 && v <= 1) sampling.top_p = static_cast<float>(v);
+    else if (key == "min_p" && v >= 0 && v <= 1) sampling.min_p = static_cast<float>(v);
+    else return fmt::format("cannot set {} to {} (temp 0..100, top_k a whole number, top_p and min_p 0..1)", key, value);
+    return fmt::format("({} = {})", key, value);
+  } catch (const std::exception&) {
+    return fmt::format("'{}' is not a number", value);
+  }
+}
 
 int run_chat(const ChatOptions& o, bool verbose) {
   const auto model = load_model(o);
@@ -374,44 +361,99 @@ int run_chat(const ChatOptions& o, bool verbose) {
                                                                                               ? model->info().path
                                                                                               : model->info().name,
              model->info().architecture, model->chat_template().name(), session.n_ctx());
+  std::string system = o.system;
   std::vector<ChatMessage> history;
-  if (!o.system.empty()) history.push_back({"system", o.system});
-  const size_t kept = history.size();  // the system prompt is never dropped
+  if (!system.empty()) history.push_back({"system", system});
+  size_t kept = history.size();  // the system prompt is never dropped
   // Room kept free for an answer when old turns must go.
   const int64_t answer_room = std::min<int64_t>(o.n_predict > 0 ? o.n_predict : 512, session.n_ctx() / 2);
 
   std::string line;
-  LineReader input;
+  LineEditor input(g_interrupted, o.no_history ? std::string() : LineEditor::default_history_file());
+  std::string pending;      // a multi-line message being typed
+  bool in_block = false;    // inside """ ... """
   while (true) {
-    fmt::print("> ");
-    std::fflush(stdout);
-    const LineReader::Result got = input.next(line);
-    if (got == LineReader::Result::interrupted) {  // Ctrl-C at the prompt: exit as interrupted
+    bool had_text = false;
+    const LineEditor::Result got = input.next(in_block || !pending.empty() ? "... " : "> ", line, &had_text);
+    if (got == LineEditor::Result::interrupted) {
       fmt::print("\n");
       std::fflush(stdout);
-      throw Interrupted{};
+      g_interrupted.store(false);
+      if (had_text || in_block || !pending.empty()) {  // Ctrl-C on a typed line: clear it
+        pending.clear();
+        in_block = false;
+        continue;
+      }
+      throw Interrupted{};  // at an empty prompt: exit as interrupted
     }
-    if (got == LineReader::Result::eof) {  // Ctrl-D
+    if (got == LineEditor::Result::eof) {  // Ctrl-D
       fmt::print("\n");
       break;
     }
     // From here a Ctrl-C belongs to this message's answer: one pressed while
     // old turns are dropped or the prompt is evaluated stops it too.
     g_interrupted.store(false);
-    if (line.empty()) continue;
-    if (line == "/exit" || line == "/quit") break;
-    if (line == "/help") {
-      fmt::print("{}", kChatHelp);
+    // Multi-line input: """ opens and closes a block; a trailing \ continues.
+    if (in_block) {
+      const size_t close = line.rfind("\"\"\"");
+      if (close == std::string::npos || close + 3 != line.size()) {
+        pending += line + "\n";
+        continue;
+      }
+      pending += line.substr(0, close);
+      in_block = false;
+      line.swap(pending);
+      pending.clear();
+    } else if (pending.empty() && line.rfind("\"\"\"", 0) == 0) {
+      const std::string rest = line.substr(3);
+      if (rest.size() >= 3 && rest.compare(rest.size() - 3, 3, "\"\"\"") == 0) {
+        line = rest.substr(0, rest.size() - 3);  // """one line"""
+      } else {
+        in_block = true;
+        pending = rest.empty() ? "" : rest + "\n";
+        continue;
+      }
+    } else if (!line.empty() && line.back() == '\\') {
+      pending += line.substr(0, line.size() - 1) + "\n";
       continue;
+    } else if (!pending.empty()) {
+      line = pending + line;
+      pending.clear();
     }
-    if (line == "/reset") {
-      history.resize(kept);
-      session.reset();
-      fmt::print("(conversation cleared)\n");
-      continue;
-    }
-    if (line[0] == '/') {
-      fmt::print("unknown command {}; {}", line, kChatHelp);
+    if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;  // nothing typed
+    input.remember(line);
+    if (line.rfind("//", 0) == 0) {
+      line.erase(0, 1);  // //text: a message that starts with /
+    } else if (line[0] == '/') {
+      const size_t sp = line.find(' ');
+      const std::string cmd = line.substr(0, sp), args = sp == std::string::npos ? "" : line.substr(sp + 1);
+      if (cmd == "/exit" || cmd == "/quit" || cmd == "/bye") break;
+      if (cmd == "/help") {
+        fmt::print("{}", kChatHelp);
+      } else if (cmd == "/reset" || cmd == "/clear") {
+        history.resize(kept);
+        session.reset();
+        fmt::print("(conversation cleared)\n");
+      } else if (cmd == "/set") {
+        const std::string before = system;
+        fmt::print("{}\n", apply_set(args, gp.sampling, system));
+        if (system != before) {  // a new system prompt: a new conversation
+          history.clear();
+          if (!system.empty()) history.push_back({"system", system});
+          kept = history.size();
+          session.reset();
+        }
+      } else if (cmd == "/show") {
+        const SamplerParams& sp_ = gp.sampling;
+        fmt::print("model: {} ({}, {})\nchat template: {}\ncontext: {} of {} tokens used\n"
+                   "sampling: temp {}, top_k {}, top_p {}, min_p {}, repeat_penalty {}, seed {}\nsystem: {}\n",
+                   model->info().name.empty() ? model->info().path : model->info().name, model->info().architecture,
+                   model->info().device, model->chat_template().name(), session.n_past(), session.n_ctx(),
+                   sp_.temperature, sp_.top_k, sp_.top_p, sp_.min_p, sp_.repeat_penalty,
+                   sp_.seed ? fmt::format("{}", *sp_.seed) : std::string("random"), system.empty() ? "(none)" : system);
+      } else {
+        fmt::print("unknown command {}\n{}", cmd, kChatHelp);
+      }
       continue;
     }
     history.push_back({"user", line});
@@ -471,6 +513,8 @@ Command add_chat(CLI::App& app) {
   add_gen_options(sub, *o);
   sub->add_option("model_arg", o->model_positional, "MODEL: a model file or name (the same as -m)");
   sub->add_flag("--stats", o->stats, "Print speed after each answer");
+  sub->add_flag("--no-history", o->no_history,
+                "Keep no input history in $XDG_STATE_HOME/slm/history (~/.local/state/slm/history)");
   return [o] { return run_chat(*o, logger().should_log(spdlog::level::debug)); };
 }
 

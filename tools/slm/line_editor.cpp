@@ -1,0 +1,198 @@
+#include "line_editor.h"
+
+#include <histedit.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <filesystem>
+
+namespace slm::cli {
+
+// Bytes from stdin, with Ctrl-C seen even while waiting (see the header).
+class ByteSource {
+ public:
+  enum class Got { byte, eof, interrupted };
+  explicit ByteSource(std::atomic<bool>& interrupted) : interrupted_(interrupted) {}
+
+  Got next(unsigned char& c) {
+    for (;;) {
+      if (at_ < buffer_.size()) {
+        c = static_cast<unsigned char>(buffer_[at_++]);
+        return Got::byte;
+      }
+      if (eof_) return Got::eof;
+      sigset_t block, old;
+      sigemptyset(&block);
+      sigaddset(&block, SIGINT);
+      pthread_sigmask(SIG_BLOCK, &block, &old);
+      if (interrupted_.load()) {
+        pthread_sigmask(SIG_SETMASK, &old, nullptr);
+        return Got::interrupted;
+      }
+      struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+      const int ready = ppoll(&p, 1, nullptr, &old);
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      if (ready < 0) {
+        if (errno != EINTR) return Got::eof;
+        if (interrupted_.load()) return Got::interrupted;
+        continue;
+      }
+      char chunk[4096];
+      const ssize_t n = read(STDIN_FILENO, chunk, sizeof chunk);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+        continue;
+      }
+      buffer_.assign(chunk, static_cast<size_t>(n));
+      at_ = 0;
+    }
+  }
+
+ private:
+  std::atomic<bool>& interrupted_;
+  std::string buffer_;
+  size_t at_ = 0;
+  bool eof_ = false;
+};
+
+struct LineEditor::Impl {
+  Impl(std::atomic<bool>& flag, std::string file) : interrupted(flag), source(flag), history_file(std::move(file)) {}
+  std::atomic<bool>& interrupted;
+  ByteSource source;
+  std::string history_file;
+  EditLine* el = nullptr;
+  History* hist = nullptr;
+  HistEvent ev{};
+  std::string prompt;
+  bool got_interrupt = false;
+};
+
+namespace {
+
+LineEditor::Impl* impl_of(EditLine* el) {
+  void* data = nullptr;
+  el_get(el, EL_CLIENTDATA, &data);
+  return static_cast<LineEditor::Impl*>(data);
+}
+
+const char* prompt_of(EditLine* el) { return impl_of(el)->prompt.c_str(); }
+
+// libedit's character source: one UTF-8 character from ByteSource as a wide
+// character; -1 on Ctrl-C (el_gets then returns null), 0 at end of input.
+int read_char(EditLine* el, wchar_t* out) {
+  LineEditor::Impl* impl = impl_of(el);
+  unsigned char c = 0;
+  switch (impl->source.next(c)) {
+    case ByteSource::Got::eof: return 0;
+    case ByteSource::Got::interrupted: impl->got_interrupt = true; return -1;
+    case ByteSource::Got::byte: break;
+  }
+  const int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
+  uint32_t cp = extra == 3 ? (c & 0x07u) : extra == 2 ? (c & 0x0Fu) : extra == 1 ? (c & 0x1Fu) : c;
+  for (int i = 0; i < extra; ++i) {
+    unsigned char next = 0;
+    if (impl->source.next(next) != ByteSource::Got::byte || (next & 0xC0) != 0x80) {
+      cp = 0xFFFD;  // an invalid sequence: the replacement character
+      break;
+    }
+    cp = (cp << 6) | (next & 0x3Fu);
+  }
+  *out = static_cast<wchar_t>(cp);
+  return 1;
+}
+
+}  // namespace
+
+LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& history_file)
+    : impl_(std::make_unique<Impl>(interrupted, history_file)) {
+  if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) return;
+  Impl& m = *impl_;
+  m.el = el_init("slm", stdin, stdout, stderr);
+  if (m.el == nullptr) return;
+  m.hist = history_init();
+  history(m.hist, &m.ev, H_SETSIZE, 1000);
+  history(m.hist, &m.ev, H_SETUNIQUE, 1);
+  if (!m.history_file.empty()) history(m.hist, &m.ev, H_LOAD, m.history_file.c_str());
+  el_set(m.el, EL_CLIENTDATA, impl_.get());
+  el_set(m.el, EL_EDITOR, "emacs");
+  el_set(m.el, EL_SIGNAL, 0);  // SIGINT is ours (the chat loop decides what Ctrl-C does)
+  el_set(m.el, EL_PROMPT, prompt_of);
+  el_set(m.el, EL_HIST, history, m.hist);
+  el_set(m.el, EL_GETCFN, read_char);
+  el_source(m.el, nullptr);  // the user's ~/.editrc, as every libedit program reads it
+}
+
+LineEditor::~LineEditor() {
+  if (impl_->hist != nullptr) history_end(impl_->hist);
+  if (impl_->el != nullptr) el_end(impl_->el);
+}
+
+bool LineEditor::terminal() const { return impl_->el != nullptr; }
+
+LineEditor::Result LineEditor::next(const std::string& prompt, std::string& out, bool* had_text) {
+  Impl& m = *impl_;
+  if (had_text != nullptr) *had_text = false;
+  if (m.el == nullptr) {  // not a terminal: plain lines
+    std::fputs(prompt.c_str(), stdout);
+    std::fflush(stdout);
+    out.clear();
+    for (;;) {
+      unsigned char c = 0;
+      switch (m.source.next(c)) {
+        case ByteSource::Got::interrupted:
+          if (had_text != nullptr) *had_text = !out.empty();
+          return Result::interrupted;
+        case ByteSource::Got::eof:
+          if (out.empty()) return Result::eof;
+          return Result::line;
+        case ByteSource::Got::byte:
+          if (c == '\n') {
+            if (!out.empty() && out.back() == '\r') out.pop_back();
+            return Result::line;
+          }
+          out.push_back(static_cast<char>(c));
+      }
+    }
+  }
+  m.prompt = prompt;
+  m.got_interrupt = false;
+  int count = 0;
+  const char* line = el_gets(m.el, &count);
+  if (m.got_interrupt) {
+    if (had_text != nullptr) {
+      const LineInfo* li = el_line(m.el);
+      *had_text = li != nullptr && li->lastchar > li->buffer;
+    }
+    el_reset(m.el);
+    return Result::interrupted;
+  }
+  if (line == nullptr || count <= 0) return Result::eof;
+  out.assign(line, static_cast<size_t>(count));
+  while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
+  return Result::line;
+}
+
+void LineEditor::remember(const std::string& line) {
+  Impl& m = *impl_;
+  if (m.hist == nullptr || line.empty()) return;
+  history(m.hist, &m.ev, H_ENTER, line.c_str());
+  if (m.history_file.empty()) return;
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(m.history_file).parent_path(), ec);
+  history(m.hist, &m.ev, H_SAVE, m.history_file.c_str());
+}
+
+std::string LineEditor::default_history_file() {
+  if (const char* state = std::getenv("XDG_STATE_HOME"); state != nullptr && *state != '\0')
+    return std::string(state) + "/slm/history";
+  if (const char* home = std::getenv("HOME"); home != nullptr && *home != '\0')
+    return std::string(home) + "/.local/state/slm/history";
+  return "";
+}
+
+}  // namespace slm::cli
