@@ -34,6 +34,11 @@ struct ModelParams {
   // names()) or the text of a Jinja chat template slm recognises. Anything
   // else is an Error naming the known formats.
   std::string chat_template;
+  // The file's bytes: memory-mapped (the default: loads at once, shared,
+  // paged in on use), or read into private memory (use_mmap = false);
+  // use_mlock keeps them resident (a refused lock is a warning).
+  bool use_mmap = true;
+  bool use_mlock = false;
   // When set, load() reads every weight page once (so the first answer is
   // not slowed by page faults) and reports progress in [0, 1] as it goes.
   std::function<void(float fraction)> on_progress;

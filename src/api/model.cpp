@@ -99,7 +99,8 @@ bool cuda_available(std::string* why_not) { return model::cuda::available(why_no
 std::shared_ptr<const Model> Model::load(const std::string& path, const ModelParams& params) {
   auto impl = std::make_unique<Impl>();
   const bool cuda = params.device == Device::cuda || (params.device == Device::automatic && cuda_available());
-  impl->model = model::Model::load(path, cuda ? model::Device::cuda : model::Device::cpu);
+  impl->model = model::Model::load(path, cuda ? model::Device::cuda : model::Device::cpu,
+                                   FileAccess{params.use_mmap, params.use_mlock});
   const model::Model& m = *impl->model;
   const gguf::GgufFile& f = m.file();
   const model::HParams& hp = m.hparams();

@@ -10,11 +10,12 @@
 
 #include <fmt/format.h>
 
+#include "core/log.h"
 #include "slm/error.h"
 
 namespace slm {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
+MappedFile::MappedFile(const std::string& path, FileAccess access) : path_(path) {
   // O_NONBLOCK: opening a FIFO must not wait for a writer (it is then refused
   // as not a regular file).
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -36,13 +37,38 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
     throw Error(fmt::format("{}: file is empty (0 bytes)", path));
   }
   size_ = static_cast<uint64_t>(st.st_size);
-  void* addr = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  const int map_err = errno;
+  void* addr = MAP_FAILED;
+  int map_err = 0;
+  if (access.mmap) {
+    addr = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    map_err = errno;
+  } else {
+    // Private anonymous memory holding the file's bytes (freed the same way
+    // as a mapping, by munmap).
+    addr = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    map_err = errno;
+    uint64_t done = 0;
+    while (addr != MAP_FAILED && done < size_) {
+      const ssize_t n = ::pread(fd, static_cast<uint8_t*>(addr) + done, size_ - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        const int err = n < 0 ? errno : EIO;
+        ::munmap(addr, size_);
+        ::close(fd);
+        throw Error(fmt::format("{}: cannot read: {}", path, n < 0 ? std::strerror(err) : "the file shrank"));
+      }
+      done += static_cast<uint64_t>(n);
+    }
+  }
   ::close(fd);  // the mapping keeps the file alive
   if (addr == MAP_FAILED) {
-    throw Error(fmt::format("{}: cannot mmap {} bytes: {}", path, size_, std::strerror(map_err)));
+    throw Error(fmt::format("{}: cannot {} {} bytes: {}", path, access.mmap ? "mmap" : "allocate", size_,
+                            std::strerror(map_err)));
   }
   data_ = static_cast<const uint8_t*>(addr);
+  if (access.lock && ::mlock(addr, size_) != 0)
+    logger().warn("{}: cannot lock {:.1f} MiB in memory ({}); raise `ulimit -l` to use --mlock", path,
+                  static_cast<double>(size_) / (1 << 20), std::strerror(errno));
 }
 
 MappedFile::~MappedFile() {

@@ -9,11 +9,22 @@
 
 namespace slm {
 
+// How the bytes reach memory: mapped from the file (pages read on first use,
+// shared with other processes, dropped under memory pressure), or read into
+// private memory up front (--no-mmap: network file systems, files that may
+// change under the process); locked: kept resident (--mlock; a lock the
+// system refuses is a warning, the file stays usable).
+struct FileAccess {
+  bool mmap = true;
+  bool lock = false;
+};
+
 class MappedFile {
  public:
-  // Maps `path`. Throws slm::Error naming the path and the OS reason when it
-  // cannot be opened, is not a regular file, is empty, or cannot be mapped.
-  explicit MappedFile(const std::string& path);
+  // Maps (or reads) `path`. Throws slm::Error naming the path and the OS
+  // reason when it cannot be opened, is not a regular file, is empty, or
+  // cannot be mapped or read.
+  explicit MappedFile(const std::string& path, FileAccess access = {});
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

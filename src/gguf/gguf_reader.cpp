@@ -173,7 +173,7 @@ std::string type_mismatch(const std::string& path, std::string_view key, const V
 
 }  // namespace
 
-GgufFile::GgufFile(const std::string& path) : file_(std::make_unique<MappedFile>(path)) {
+GgufFile::GgufFile(const std::string& path, FileAccess access) : file_(std::make_unique<MappedFile>(path, access)) {
   try {
     parse();
   } catch (const std::bad_alloc&) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/dtype.h"
+#include "core/mapped_file.h"
 #include "gguf/gguf_value.h"
 
 namespace slm {
@@ -51,7 +52,7 @@ struct TensorInfo {
 class GgufFile {
  public:
   // Maps and validates `path`. Throws slm::Error on any problem.
-  explicit GgufFile(const std::string& path);
+  explicit GgufFile(const std::string& path, FileAccess access = {});
   ~GgufFile();
   GgufFile(const GgufFile&) = delete;
   GgufFile& operator=(const GgufFile&) = delete;

@@ -32,9 +32,9 @@ std::string Model::device_name() const {
   return fmt::format("cpu ({})", kernels::isa_name(kernels::active_kernels().isa));
 }
 
-std::unique_ptr<Model> Model::load(const std::string& path, Device device) {
+std::unique_ptr<Model> Model::load(const std::string& path, Device device, FileAccess access) {
   std::unique_ptr<Model> m(new Model());
-  m->file_ = std::make_unique<gguf::GgufFile>(path);
+  m->file_ = std::make_unique<gguf::GgufFile>(path, access);
   const gguf::GgufFile& f = *m->file_;
   if (f.architecture().empty()) throw Error(path + ": no general.architecture key: not a model file");
   m->arch_ = &find_architecture(f.architecture());

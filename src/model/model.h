@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "cpu/matmul.h"
+#include "core/mapped_file.h"
 #include "gguf/gguf_reader.h"
 #include "model/arch/arch.h"
 #include "model/hparams.h"
@@ -42,7 +43,7 @@ class Model {
   // Maps `path`, checks the architecture, every expected tensor's presence,
   // shape and type; for a device other than the CPU, uploads the weights.
   // Throws slm::Error naming the file (or the device) and what is wrong.
-  static std::unique_ptr<Model> load(const std::string& path, Device device = Device::cpu);
+  static std::unique_ptr<Model> load(const std::string& path, Device device = Device::cpu, FileAccess access = {});
   ~Model();
 
   Device device() const { return device_; }

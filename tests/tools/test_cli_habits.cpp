@@ -32,7 +32,8 @@ TEST(CliHabits, PositionalModelAndPromptLastFlagWinsAndLongSpellings) {
        {q(model()) + " 'The capital of' --temp 0 -n 12",
         q(model()) + " -p 'The capital of' --temp 0 -n 12",
         "-m " + q(model()) + " 'The capital of' --temp 0.9 --temp 0 --n-predict 12 --ctx-size 256 --batch-size 7",
-        "-m " + q(model()) + " -p 'The capital of' --temp 0 -n 12 -ngl 0 --presence-penalty 0 --frequency-penalty 0"}) {
+        "-m " + q(model()) + " -p 'The capital of' --temp 0 -n 12 -ngl 0 --presence-penalty 0 --frequency-penalty 0",
+        "-m " + q(model()) + " -p 'The capital of' --temp 0 -n 12 --no-mmap --mlock"}) {
     const auto r = test::run_command(slm_run(args));
     EXPECT_EQ(r.exit_code, 0) << args << "\n" << r.output;
     EXPECT_EQ(r.output, want) << args;

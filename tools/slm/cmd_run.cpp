@@ -50,6 +50,8 @@ struct GenOptions {
   bool ignore_eos = false;
   std::string system;
   std::string chat_template;  // NAME or FILE; empty: the model's
+  bool no_mmap = false;
+  bool mlock = false;
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;
@@ -100,6 +102,8 @@ void add_gen_options(CLI::App* sub, GenOptions& o) {
   sub->add_option("--system,--system-prompt", o.system, "System prompt (chat, and run --chat; also -sys)");
   sub->add_option("--chat-template", o.chat_template,
                   "Chat format by name (phi3, gemma, chatml, llama3, ...) or a file holding a Jinja chat template");
+  sub->add_flag("--no-mmap", o.no_mmap, "Read the model into memory instead of mapping it");
+  sub->add_flag("--mlock", o.mlock, "Keep the model's memory resident (never swapped or paged out)");
   sub->add_option("-t,--threads", o.threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
   sub->add_option("-c,--ctx-size,--ctx", o.ctx, "Context length in tokens (0 = the model's, at most 4096)")
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
@@ -158,6 +162,8 @@ std::shared_ptr<const Model> load_model(const GenOptions& o) {
   ModelParams mp;
   mp.device = device_of(device);
   mp.chat_template = chat_template_arg(o.chat_template);
+  mp.use_mmap = !o.no_mmap;
+  mp.use_mlock = o.mlock;
   std::ifstream probe(path, std::ios::binary | std::ios::ate);
   const bool big = probe && probe.tellg() > (std::streamoff{256} << 20);
   if (big && isatty(STDERR_FILENO)) {
