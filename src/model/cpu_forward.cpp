@@ -46,12 +46,16 @@ KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim
   // Refused before allocating when it could never be backed. (The memory
   // is committed as the cache fills: new[] leaves it untouched, so a short
   // chat with a long context costs only the pages it writes.)
-  const auto available = available_memory_bytes();
-  if (bytes > 256.0 * (1ull << 30) || (available && bytes > *available))
-    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache{}: use a smaller context (-c)",
-                            n_ctx, bytes / (1ull << 30),
-                            available ? fmt::format(", and {:.1f} GiB of memory is available", *available / (1ull << 30))
-                                      : std::string()));
+  if (bytes > 256.0 * (1ull << 30))
+    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache, above slm's 256 GiB limit: "
+                            "use a smaller context (-c)",
+                            n_ctx, bytes / (1ull << 30)));
+  // A context that fills would need it all: more than the memory there is
+  // is refused now rather than failing (or swapping) half-way.
+  if (const auto available = available_memory_bytes(); available && bytes > *available)
+    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache, and {:.1f} GiB of memory is "
+                            "available: use a smaller context (-c)",
+                            n_ctx, bytes / (1ull << 30), *available / (1ull << 30)));
   size_t at = 0;
   for (int64_t r : rows_) {
     offset_.push_back(at);

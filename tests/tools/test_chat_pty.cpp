@@ -137,6 +137,13 @@ TEST(ChatPty, LineEditingHistoryMultiLineAndCommands) {
   p.send("/show\r");
   at = p.wait_for("top_k 9", at);
   ASSERT_NE(at, std::string::npos) << p.output();
+  // Text outside ASCII survives the editor (it needs a UTF-8 locale).
+  pause();
+  p.send("/set system caf\xC3\xA9 \xE2\x9C\x93\r");
+  pause();
+  p.send("/show\r");
+  at = p.wait_for("system: caf\xC3\xA9 \xE2\x9C\x93", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
   // """ opens a multi-line message: the continuation prompt.
   pause();
   p.send("\"\"\"\r");

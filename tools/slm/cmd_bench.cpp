@@ -242,7 +242,8 @@ Command add_bench(CLI::App& app) {
   CLI::App* sub = app.add_subcommand("bench", "Measure prompt (pp) and generation (tg) speed in tokens/s");
   sub->add_option("-m,--model", opts->models, "GGUF model file or name (repeat for several; also positional)")
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  sub->add_option("models", opts->models, "GGUF model files or names")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  auto positional = std::make_shared<std::vector<std::string>>();  // merged with -m: CLI11 would let one replace the other
+  sub->add_option("models", *positional, "GGUF model files or names")->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   sub->add_option("-p,--n-prompt", opts->n_prompt, "Prompt tokens per pp run (0 = skip)")->capture_default_str()
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 20));
   sub->add_option("-n,--n-gen", opts->n_gen, "Generated tokens per tg run (0 = skip)")->capture_default_str()
@@ -253,7 +254,8 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-o,--output", opts->output, "Output format: md, json or csv")->capture_default_str();
   add_device_options(sub, opts->device);
-  return [opts, threads] {
+  return [opts, threads, positional] {
+    opts->models.insert(opts->models.end(), positional->begin(), positional->end());
     if (opts->models.empty()) throw UsageError("which model? (slm bench MODEL..., or -m MODEL)");
     for (std::string& m : opts->models) m = resolve_model(m);
     opts->threads.clear();

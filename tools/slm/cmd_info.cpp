@@ -109,7 +109,7 @@ RunSummary run_summary(const std::string& path) {
     } catch (const Error&) {
       r.chat_template = "(none: no usable tokenizer)";
     }
-  } catch (const Error& e) {
+  } catch (const std::exception& e) {
     r.why_not = e.what();
   }
   return r;

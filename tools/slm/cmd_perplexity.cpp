@@ -26,6 +26,7 @@ namespace {
 
 struct PerplexityOptions {
   std::string model, file;
+  std::string model_positional;  // `slm perplexity MODEL ...`: the same as -m
   int64_t ctx = 512;
   int64_t batch = 512;
   int threads = 0;
@@ -36,8 +37,11 @@ int run_perplexity(const PerplexityOptions& o) {
   std::ifstream in(o.file, std::ios::binary);
   if (!in) throw Error(fmt::format("{}: cannot open", o.file));
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (o.model.empty()) throw UsageError("which model? (slm perplexity MODEL -f TEXT, or -m MODEL)");
-  const auto model = Model::load(resolve_model(o.model));
+  if (!o.model.empty() && !o.model_positional.empty() && o.model != o.model_positional)
+    throw UsageError(fmt::format("two models given: -m {} and {}", o.model, o.model_positional));
+  const std::string& which = o.model.empty() ? o.model_positional : o.model;
+  if (which.empty()) throw UsageError("which model? (slm perplexity MODEL -f TEXT, or -m MODEL)");
+  const auto model = Model::load(resolve_model(which));
   const Tokenizer& tok = model->tokenizer();
   const std::vector<TokenId> tokens = tok.encode(text, true, false);
   const int64_t n = o.ctx;
@@ -90,7 +94,7 @@ Command add_perplexity(CLI::App& app) {
   auto o = std::make_shared<PerplexityOptions>();
   CLI::App* sub = app.add_subcommand("perplexity", "Measure a model's perplexity on a text file");
   sub->add_option("-m,--model", o->model, "GGUF model file or name (also positional)");
-  sub->add_option("model_arg", o->model, "GGUF model file or name");
+  sub->add_option("model_arg", o->model_positional, "GGUF model file or name");
   sub->add_option("-f,--file", o->file, "Text file")->required()->check(CLI::ExistingFile);
   sub->add_option("-c,--ctx", o->ctx, "Chunk length in tokens")->capture_default_str()
       ->check(CLI::Range(int64_t{4}, int64_t{1} << 20));

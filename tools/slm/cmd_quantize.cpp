@@ -204,7 +204,8 @@ Command add_quantize(CLI::App& app) {
     o->in = model->empty() ? (*args)[0] : *model;
     o->out = (*args)[want - 2];
     o->type = (*args)[want - 1];
-    if (!std::filesystem::is_regular_file(o->in)) throw Error(fmt::format("{}: no such model file", o->in));
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(o->in, ec)) throw Error(fmt::format("{}: no such model file", o->in));
     return run_quantize(*o);
   };
 }

@@ -4,7 +4,11 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <filesystem>
+#include <system_error>
 #include <cstdlib>
 #include <cstring>
 
@@ -97,7 +101,8 @@ void add_gen_options(CLI::App* sub, GenOptions& o) {
           },
           "SEED"));
   sub->add_option("-r,--reverse-prompt", o.reverse_prompts, "Stop when the answer produces this text (repeatable)")
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->allow_extra_args(false);  // one text per -r: the words after it are the model and prompt
   sub->add_flag("--ignore-eos", o.ignore_eos, "Keep generating past end-of-text / end-of-turn tokens");
   sub->add_option("--system,--system-prompt", o.system, "System prompt (chat, and run --chat; also -sys)");
   sub->add_option("--chat-template", o.chat_template,
@@ -147,11 +152,14 @@ SessionParams session_params(const GenOptions& o) {
 std::string chat_template_arg(const std::string& arg) {
   const std::vector<std::string> names = ChatTemplate::names();
   if (arg.empty() || std::find(names.begin(), names.end(), arg) != names.end()) return arg;
+  std::error_code ec;
   std::ifstream in(arg, std::ios::binary);
-  if (!in)
-    throw Error(fmt::format("--chat-template: '{}' is neither a format slm knows ({}) nor a readable file", arg,
-                            fmt::join(ChatTemplate::names(), ", ")));
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (!in || !std::filesystem::is_regular_file(arg, ec))
+    throw UsageError(fmt::format("--chat-template: '{}' is neither a format slm knows ({}) nor a readable file", arg,
+                                 fmt::join(ChatTemplate::names(), ", ")));
+  std::string text(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>{});
+  if (text.empty()) throw UsageError(fmt::format("--chat-template: '{}' is empty", arg));
+  return text;
 }
 
 std::shared_ptr<const Model> load_model(const GenOptions& o) {
@@ -239,7 +247,14 @@ struct RunOptions : GenOptions {
 // one is the model when -p / -f gives the prompt or it names a .gguf file,
 // else the prompt (for the default model).
 void resolve_positionals(RunOptions& o) {
-  auto is_model = [](const std::string& a) { return a.size() > 5 && a.compare(a.size() - 5, 5, ".gguf") == 0; };
+  // A model: an existing file named *.gguf (any case), not a prompt that mentions one.
+  auto is_model = [](const std::string& a) {
+    if (a.size() <= 5) return false;
+    std::string ext = a.substr(a.size() - 5);
+    for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::error_code ec;
+    return ext == ".gguf" && std::filesystem::is_regular_file(a, ec);
+  };
   if (o.positionals.size() > 2)
     throw UsageError(fmt::format("too many arguments: '{}' (quote a prompt with spaces)", o.positionals[2]));
   if (o.positionals.size() == 2) {
@@ -258,7 +273,10 @@ void resolve_positionals(RunOptions& o) {
 }
 
 int run_run(RunOptions o, bool verbose) {
+  const bool prompt_flag = !o.prompt.empty();
   resolve_positionals(o);
+  if (!o.file.empty() && !o.prompt.empty())
+    throw UsageError(fmt::format("two prompts given: -f {} and {}", o.file, prompt_flag ? "-p" : "a prompt argument"));
   if (!o.system.empty() && !o.chat) throw UsageError("--system applies to chat prompts: add --chat");
   std::string prompt = o.prompt;
   if (!o.file.empty()) {
@@ -268,7 +286,8 @@ int run_run(RunOptions o, bool verbose) {
   } else if (prompt == "-") {
     prompt.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
   }
-  if (prompt.empty()) throw Error("the prompt is empty (give -p TEXT, -p - for stdin, or -f FILE)");
+  if (prompt.empty())
+    throw UsageError("the prompt is empty (slm run MODEL \"PROMPT\", -p TEXT, -p - for stdin, or -f FILE)");
   const auto model = load_model(o);
   Session session(model, session_params(o));
   GenerateParams gp = generate_params(o);
@@ -321,6 +340,10 @@ std::string apply_set(const std::string& args, SamplerParams& sampling, std::str
   try {
     size_t used = 0;
     if (key == "seed") {
+      if (value == "-1") {
+        sampling.seed.reset();
+        return "(seed: random)";
+      }
       const auto seed = parse_seed(value);
       if (!seed) return "seed must be an integer from 0 to 18446744073709551615";
       sampling.seed = *seed;
@@ -329,7 +352,7 @@ std::string apply_set(const std::string& args, SamplerParams& sampling, std::str
     const double v = std::stod(value, &used);
     if (used != value.size()) throw std::invalid_argument(value);
     if (key == "temp" && v >= 0 && v <= 100) sampling.temperature = static_cast<float>(v);
-    else if (key == "top_k" && v >= 0 && v == static_cast<double>(static_cast<int>(v))) sampling.top_k = static_cast<int>(v);
+    else if (key == "top_k" && v >= 0 && v <= (1 << 30) && v == std::floor(v)) sampling.top_k = static_cast<int>(v);
     else if (key == "top_p" && v >= 0 && v <= 1) sampling.top_p = static_cast<float>(v);
     else if (key == "min_p" && v >= 0 && v <= 1) sampling.min_p = static_cast<float>(v);
     else return fmt::format("cannot set {} to {} (temp 0..100, top_k a whole number, top_p and min_p 0..1)", key, value);
@@ -394,12 +417,15 @@ int run_chat(const ChatOptions& o, bool verbose) {
     }
     if (got == LineEditor::Result::eof) {  // Ctrl-D
       fmt::print("\n");
+      if (in_block || !pending.empty()) fmt::print(stderr, "slm: an unfinished multi-line message was not sent\n");
       break;
     }
     // From here a Ctrl-C belongs to this message's answer: one pressed while
     // old turns are dropped or the prompt is evaluated stops it too.
     g_interrupted.store(false);
     // Multi-line input: """ opens and closes a block; a trailing \ continues.
+    // Only a single typed line can be a command.
+    bool single = false;
     if (in_block) {
       const size_t close = line.rfind("\"\"\"");
       if (close == std::string::npos || close + 3 != line.size()) {
@@ -425,12 +451,14 @@ int run_chat(const ChatOptions& o, bool verbose) {
     } else if (!pending.empty()) {
       line = pending + line;
       pending.clear();
+    } else {
+      single = true;
     }
     if (line.find_first_not_of(" \t\r\n") == std::string::npos) continue;  // nothing typed
     input.remember(line);
-    if (line.rfind("//", 0) == 0) {
+    if (single && line.rfind("//", 0) == 0) {
       line.erase(0, 1);  // //text: a message that starts with /
-    } else if (line[0] == '/') {
+    } else if (single && line[0] == '/') {
       const size_t sp = line.find(' ');
       const std::string cmd = line.substr(0, sp), args = sp == std::string::npos ? "" : line.substr(sp + 1);
       if (cmd == "/exit" || cmd == "/quit" || cmd == "/bye") break;

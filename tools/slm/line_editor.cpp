@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <clocale>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 
@@ -17,6 +19,11 @@ class ByteSource {
  public:
   enum class Got { byte, eof, interrupted };
   explicit ByteSource(std::atomic<bool>& interrupted) : interrupted_(interrupted) {}
+
+  // Gives the last byte back (after next() returned it).
+  void unget() {
+    if (at_ > 0) --at_;
+  }
 
   Got next(unsigned char& c) {
     for (;;) {
@@ -92,15 +99,28 @@ int read_char(EditLine* el, wchar_t* out) {
     case ByteSource::Got::interrupted: impl->got_interrupt = true; return -1;
     case ByteSource::Got::byte: break;
   }
-  const int extra = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : 0;
-  uint32_t cp = extra == 3 ? (c & 0x07u) : extra == 2 ? (c & 0x0Fu) : extra == 1 ? (c & 0x1Fu) : c;
-  for (int i = 0; i < extra; ++i) {
-    unsigned char next = 0;
-    if (impl->source.next(next) != ByteSource::Got::byte || (next & 0xC0) != 0x80) {
-      cp = 0xFFFD;  // an invalid sequence: the replacement character
-      break;
+  // One UTF-8 character; anything malformed (a stray continuation byte, a
+  // lead byte without its continuations, overlong forms, surrogates, past
+  // U+10FFFF) becomes U+FFFD, and a byte that was not a continuation is
+  // read again as the next character.
+  constexpr uint32_t kReplacement = 0xFFFD;
+  const int extra = c >= 0xF8 ? -1 : c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : c >= 0xC0 ? 1 : c >= 0x80 ? -1 : 0;
+  uint32_t cp = kReplacement;
+  if (extra == 0) cp = c;
+  if (extra > 0) {
+    cp = extra == 3 ? (c & 0x07u) : extra == 2 ? (c & 0x0Fu) : (c & 0x1Fu);
+    for (int i = 0; i < extra; ++i) {
+      unsigned char next = 0;
+      const auto got = impl->source.next(next);
+      if (got != ByteSource::Got::byte || (next & 0xC0) != 0x80) {
+        if (got == ByteSource::Got::byte) impl->source.unget();
+        cp = kReplacement;
+        break;
+      }
+      cp = (cp << 6) | (next & 0x3Fu);
     }
-    cp = (cp << 6) | (next & 0x3Fu);
+    const uint32_t min = extra == 1 ? 0x80 : extra == 2 ? 0x800 : 0x10000;
+    if (cp != kReplacement && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) cp = kReplacement;
   }
   *out = static_cast<wchar_t>(cp);
   return 1;
@@ -111,6 +131,10 @@ int read_char(EditLine* el, wchar_t* out) {
 LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& history_file)
     : impl_(std::make_unique<Impl>(interrupted, history_file)) {
   if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO)) return;
+  // libedit turns the wide characters of a line back into bytes with the
+  // locale's encoding: UTF-8 it must be (the user's, else C.UTF-8), or
+  // anything outside ASCII is dropped.
+  if (std::setlocale(LC_CTYPE, "") == nullptr || MB_CUR_MAX == 1) std::setlocale(LC_CTYPE, "C.UTF-8");
   Impl& m = *impl_;
   m.el = el_init("slm", stdin, stdout, stderr);
   if (m.el == nullptr) return;

@@ -6,6 +6,7 @@
 #include <vector>
 #include <map>
 #include <string>
+#include <system_error>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
@@ -108,6 +109,10 @@ int main(int argc, char** argv) {
   } catch (const slm::Error& e) {
     std::fflush(stdout);
     print_error(fmt::format("slm: error: {}\n", e.what()));
+    return 1;
+  } catch (const std::system_error& e) {
+    // fmt's writes to a full disk or a closed pipe (SIGPIPE is ignored).
+    print_error(fmt::format("slm: error: cannot write the output: {}\n", e.code().message()));
     return 1;
   } catch (const std::exception& e) {
     std::fflush(stdout);
