@@ -234,6 +234,17 @@ TEST(ApiGenerate, StopsOnEosAndWhenTheContextIsFull) {
   EXPECT_EQ(r.n_generated, static_cast<int64_t>(k));
   EXPECT_EQ(r.text, model->tokenizer().decode(std::vector<TokenId>(greedy.begin(), greedy.begin() + static_cast<std::ptrdiff_t>(k))));
   EXPECT_EQ(s.tokens().back(), greedy[k]);  // the end token stays in the cache
+  // ignore_eos: the same greedy run goes past it, to max_tokens.
+  {
+    GenerateParams past = gp;
+    past.ignore_eos = true;
+    past.max_tokens = static_cast<int64_t>(greedy.size());
+    Session s2(model, {});
+    const auto all = generate(s2, prompt, past);
+    EXPECT_EQ(all.stop, StopReason::max_tokens);
+    EXPECT_EQ(all.n_generated, static_cast<int64_t>(greedy.size()));
+    EXPECT_EQ(all.text, model->tokenizer().decode(greedy));
+  }
   // Context full: 5 free positions, 100 tokens asked for.
   const auto prompt_ids = base->tokenizer().encode(prompt);
   SessionParams sp;
