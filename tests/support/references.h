@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "support/testdata.h"
@@ -86,6 +87,19 @@ size_t argmax(const Row& row, size_t n) {
   for (size_t i = 1; i < n; ++i)
     if (row[i] > row[best]) best = i;
   return best;
+}
+
+// Where the reference's top-2 margin is clear (README: 0.05 for float files,
+// 0.25 for quantized ones), the argmax of `logits` (rows of V) must be the
+// reference's.
+inline void expect_clear_argmaxes_match(const std::vector<float>& logits, const Reference& r, size_t V) {
+  const double margin_needed = r.quantized ? 0.25 : 0.05;
+  for (size_t t = 0; t < r.tokens.size(); ++t) {
+    std::vector<double> sorted = r.logits[t];
+    std::sort(sorted.begin(), sorted.end());
+    if (sorted[V - 1] - sorted[V - 2] <= margin_needed) continue;
+    EXPECT_EQ(argmax(logits.data() + t * V, V), argmax(r.logits[t], V)) << "position " << t;
+  }
 }
 
 }  // namespace slm::model
