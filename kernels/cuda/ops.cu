@@ -418,6 +418,195 @@ __global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, i
   }
 }
 
+// ---------------------------------------------------------------------------
+// 8-bit activations and the int8 GEMV (dp4a) for the 32-element formats.
+
+// One warp per block of 32 activations: lane j quantizes element j. The
+// arithmetic is quantize_q8_block's (kernels/cpu/ref/quant_ref.cpp): d =
+// amax / 127, q = round-to-nearest-even(x * (1 / d)), s = sum(q) * d, each
+// step rounded as the reference rounds it, so the bytes are identical.
+__global__ void quantize_q8_act_kernel(const float* x, int64_t ldx, int n, int64_t K, BlockQ8Act* q) {
+  const int64_t blocks = K / kQK;
+  const int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (b >= n * blocks) return;  // the same for the whole warp
+  const int64_t t = b / blocks, i = b % blocks;
+  const float v = x[t * ldx + i * kQK + lane];
+  float amax = fabsf(v);
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+  const float d = __fdiv_rn(amax, 127.0f);
+  const float id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+  const int level = __float2int_rn(__fmul_rn(v, id));
+  int sum = level;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  q[b].qs[lane] = static_cast<int8_t>(level);
+  if (lane == 0) {
+    q[b].d = d;
+    q[b].s = __fmul_rn(__int2float_rn(sum), d);
+  }
+}
+
+// Levels<T>::load(row, i, q, d, m): weight block i of a row as the CPU
+// reference's unpack() (kernels/cpu/ref/dot_ref.cpp) has it — levels with
+// the zero point subtracted (or unsigned, for the formats with a minimum m),
+// packed four per word: q[k] holds elements 4k .. 4k + 3, the order of the
+// activation block's bytes, so q[k] pairs with activation word k in dp4a.
+template <DType T>
+struct Levels;
+
+// Four 1-bit values (bits 0..3 of b) moved to bit 4 of four bytes: the high
+// bit of four 5-bit levels.
+__device__ __forceinline__ uint32_t high_bits(uint32_t b) { return ((b * 0x00204081u) & 0x01010101u) << 4; }
+
+template <>
+struct Levels<DType::Q4_0> {
+  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
+    const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[i];
+    uint32_t w[4];
+    load_words<16>(b.qs, w);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      q[k] = static_cast<int>(__vsub4(w[k] & 0x0F0F0F0Fu, 0x08080808u));
+      q[k + 4] = static_cast<int>(__vsub4((w[k] >> 4) & 0x0F0F0F0Fu, 0x08080808u));
+    }
+    *d = f16(b.d);
+    *m = 0.0f;
+  }
+};
+
+template <>
+struct Levels<DType::Q4_1> {
+  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
+    const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[i];
+    uint32_t w[4];
+    load_words<16>(b.qs, w);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      q[k] = static_cast<int>(w[k] & 0x0F0F0F0Fu);
+      q[k + 4] = static_cast<int>((w[k] >> 4) & 0x0F0F0F0Fu);
+    }
+    *d = f16(b.d);
+    *m = f16(b.m);
+  }
+};
+
+template <>
+struct Levels<DType::Q5_0> {
+  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
+    const auto& b = reinterpret_cast<const BlockQ5_0*>(row)[i];
+    uint32_t qh, w[4];
+    load_words<4>(b.qh, &qh);
+    load_words<16>(b.qs, w);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const uint32_t lo = (w[k] & 0x0F0F0F0Fu) | high_bits((qh >> (4 * k)) & 0xF);
+      const uint32_t hi = ((w[k] >> 4) & 0x0F0F0F0Fu) | high_bits((qh >> (16 + 4 * k)) & 0xF);
+      q[k] = static_cast<int>(__vsub4(lo, 0x10101010u));
+      q[k + 4] = static_cast<int>(__vsub4(hi, 0x10101010u));
+    }
+    *d = f16(b.d);
+    *m = 0.0f;
+  }
+};
+
+template <>
+struct Levels<DType::Q5_1> {
+  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
+    const auto& b = reinterpret_cast<const BlockQ5_1*>(row)[i];
+    uint32_t qh, w[4];
+    load_words<4>(b.qh, &qh);
+    load_words<16>(b.qs, w);
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      q[k] = static_cast<int>((w[k] & 0x0F0F0F0Fu) | high_bits((qh >> (4 * k)) & 0xF));
+      q[k + 4] = static_cast<int>(((w[k] >> 4) & 0x0F0F0F0Fu) | high_bits((qh >> (16 + 4 * k)) & 0xF));
+    }
+    *d = f16(b.d);
+    *m = f16(b.m);
+  }
+};
+
+template <>
+struct Levels<DType::Q8_0> {
+  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
+    const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
+    load_words<32>(reinterpret_cast<const uint8_t*>(b.qs), reinterpret_cast<uint32_t*>(q));
+    *d = f16(b.d);
+    *m = 0.0f;
+  }
+};
+
+template <DType T>
+constexpr bool kHasLevels =
+    T == DType::Q4_0 || T == DType::Q4_1 || T == DType::Q5_0 || T == DType::Q5_1 || T == DType::Q8_0;
+
+// One CUDA block per two weight rows, its threads splitting the row's
+// 32-element blocks (thread i takes blocks i, i + blockDim, ...; one to four
+// warps, as many as the row has 32-block groups): short rows still spread
+// over many warps, so enough loads are in flight to keep memory busy. Each
+// thread runs one dp4a chain per (row, token); warps reduce with shuffles,
+// then the block through shared memory.
+constexpr int kQ8MaxWarps = 4;
+
+template <DType T, int NT>
+__global__ void gemv_q8_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const BlockQ8Act* xq,
+                               int n, float* y, int64_t ldy) {
+  const int64_t blocks = K / kQK;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerWarp;
+  const bool two = r0 + 1 < rows;
+  const uint8_t* row0 = w0 + static_cast<size_t>(r0) * row_bytes;
+  const uint8_t* row1 = two ? row0 + row_bytes : row0;
+  float acc0[NT], acc1[NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = 0.0f;
+#pragma unroll 2
+  for (int64_t i = threadIdx.x; i < blocks; i += blockDim.x) {
+    int qa[8], qb[8];
+    float da, ma, db, mb;
+    Levels<T>::load(row0, i, qa, &da, &ma);
+    Levels<T>::load(row1, i, qb, &db, &mb);
+#pragma unroll
+    for (int t = 0; t < NT; ++t) {
+      if (t < n) {
+        const BlockQ8Act& xb = xq[t * blocks + i];
+        int xw[8];
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+          const int2 v = reinterpret_cast<const int2*>(xb.qs)[k];
+          xw[2 * k] = v.x, xw[2 * k + 1] = v.y;
+        }
+        int sa = 0, sb = 0;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+          sa = __dp4a(qa[k], xw[k], sa);
+          sb = __dp4a(qb[k], xw[k], sb);
+        }
+        acc0[t] += da * xb.d * static_cast<float>(sa) + ma * xb.s;
+        acc1[t] += db * xb.d * static_cast<float>(sb) + mb * xb.s;
+      }
+    }
+  }
+  __shared__ float part[kQ8MaxWarps][2][NT];
+#pragma unroll
+  for (int t = 0; t < NT; ++t) {
+    if (t < n) {
+      const float v0 = warp_sum(acc0[t]), v1 = warp_sum(acc1[t]);
+      if (lane == 0) part[warp][0][t] = v0, part[warp][1][t] = v1;
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < 2 * n) {  // thread (r, t): row r0 + r, token t
+    const int r = threadIdx.x / n, t = threadIdx.x % n;
+    if (r == 1 && !two) return;
+    float sum = 0;
+    for (int w = 0; w < warps; ++w) sum += part[w][r][t];
+    y[t * ldy + r0 + r] = sum;
+  }
+}
+
 // Shared memory one block may take, opted into per kernel at first use
 // (static plus dynamic: gemv_dynamic_bytes() leaves room for the GEMV's own
 // static array).
@@ -434,56 +623,100 @@ int max_shared_bytes() {
 // ---------------------------------------------------------------------------
 // Norms, RoPE, the cache, elementwise.
 
-constexpr int kNormThreads = 256;
+// One block per row, up to kNormThreads threads, each holding its (at most
+// kNormPerThread) elements in registers: the row is read once, every load
+// issued before the first is used (a loop over memory would wait for each).
+constexpr int kNormThreads = 1024;
+constexpr int kNormPerThread = kMaxNormDim / kNormThreads;
 
 __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64_t ld_out, int heads, int dim,
                                const float* w, float eps) {
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
   const float* x = in + t * ld_in + static_cast<int64_t>(h) * dim;
   float* y = out + t * ld_out + static_cast<int64_t>(h) * dim;
+  float v[kNormPerThread];
   // Each thread's few squares in float, the block's sum in double.
   float part = 0;
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) part += x[i] * x[i];
+#pragma unroll
+  for (int k = 0; k < kNormPerThread; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    v[k] = i < dim ? x[i] : 0.0f;
+    part += v[k] * v[k];
+  }
   double sum = part;
   __shared__ double partial[kNormThreads / 32];
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
   if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
-  __syncthreads();
+  __syncthreads();  // also: every thread has read x before any writes y (in place)
   double total = 0;
   for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) total += partial[i];
   const float inv = static_cast<float>(1.0 / sqrt(total / dim + eps));
-  __syncthreads();  // every thread has read x before any writes y (in place)
-  for (int i = threadIdx.x; i < dim; i += blockDim.x) y[i] = x[i] * inv * w[i];
+#pragma unroll
+  for (int k = 0; k < kNormPerThread; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    if (i < dim) y[i] = v[k] * inv * w[i];
+  }
 }
 
-__global__ void rope_kernel(float* x, int64_t ld, int n, int heads, int head_dim, int n_rot, const float* cos,
-                            const float* sin, bool neox) {
-  const int half = n_rot / 2;
+// One thread per (token, head, pair of dims) over the query heads, then the
+// key heads, then the value heads: pair p < n_rot / 2 is a rotated pair,
+// the others carry dims n_rot .. D unrotated.
+__global__ void rope_store_kernel(RopeStoreShape s, float* q, const float* k, const float* v, const float* cos,
+                                  const float* sin, void* k_cache, void* v_cache) {
+  const int D = s.head_dim, pairs = D / 2, half = s.n_rot / 2, all_heads = s.heads + 2 * s.kv_heads;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= static_cast<int64_t>(n) * heads * half) return;
-  const int p = static_cast<int>(i % half);
-  const int h = static_cast<int>((i / half) % heads);
-  const int64_t t = i / (static_cast<int64_t>(half) * heads);
-  float* v = x + t * ld + static_cast<int64_t>(h) * head_dim;
-  const int ia = neox ? p : 2 * p, ib = neox ? p + half : 2 * p + 1;
-  const float c = cos[t * half + p], s = sin[t * half + p];
-  const float a = v[ia], b = v[ib];
-  v[ia] = a * c - b * s;
-  v[ib] = a * s + b * c;
-}
-
-__global__ void kv_store_kernel(const float* src, int64_t ld, int n, int kv_dim, int64_t pos0, int64_t rows,
-                                void* cache, bool f16_cache) {
-  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
-  if (i >= static_cast<int64_t>(n) * kv_dim) return;
-  const int64_t t = i / kv_dim, d = i % kv_dim;
-  const int64_t at = ((pos0 + t) % rows) * kv_dim + d;
-  const float v = src[t * ld + d];
-  if (f16_cache)
-    static_cast<__half*>(cache)[at] = __float2half_rn(v);
-  else
-    static_cast<float*>(cache)[at] = v;
+  if (i >= static_cast<int64_t>(s.n) * all_heads * pairs) return;
+  const int p = static_cast<int>(i % pairs);
+  const int h = static_cast<int>((i / pairs) % all_heads);
+  const int64_t t = i / (static_cast<int64_t>(pairs) * all_heads);
+  const bool rotated = p < half && h < s.heads + s.kv_heads;  // values are never rotated
+  int ia, ib;
+  if (p < half) {
+    ia = s.neox ? p : 2 * p;
+    ib = s.neox ? p + half : 2 * p + 1;
+  } else {
+    ia = s.n_rot + 2 * (p - half);
+    ib = ia + 1;
+  }
+  float a, b;
+  float* qh = nullptr;
+  int kv_head = 0;
+  const float* src;
+  if (h < s.heads) {
+    if (!rotated) return;  // query dims past n_rot stay as they are
+    qh = q + t * s.ldq + static_cast<int64_t>(h) * D;
+    src = qh;
+  } else if (h < s.heads + s.kv_heads) {
+    kv_head = h - s.heads;
+    src = k + t * s.ldk + static_cast<int64_t>(kv_head) * D;
+  } else {
+    kv_head = h - s.heads - s.kv_heads;
+    src = v + t * s.ldk + static_cast<int64_t>(kv_head) * D;
+  }
+  a = src[ia];
+  b = src[ib];
+  if (rotated) {
+    const float c = cos[t * half + p], sn = sin[t * half + p];
+    const float ra = a * c - b * sn, rb = a * sn + b * c;
+    a = ra;
+    b = rb;
+  }
+  if (qh != nullptr) {
+    qh[ia] = a;
+    qh[ib] = b;
+    return;
+  }
+  void* cache = h < s.heads + s.kv_heads ? k_cache : v_cache;
+  const int64_t row = (*s.pos0 + t) % s.rows;
+  const int64_t at = row * static_cast<int64_t>(s.kv_heads) * D + static_cast<int64_t>(kv_head) * D;
+  if (s.kv_f16) {
+    static_cast<__half*>(cache)[at + ia] = __float2half_rn(a);
+    static_cast<__half*>(cache)[at + ib] = __float2half_rn(b);
+  } else {
+    static_cast<float*>(cache)[at + ia] = a;
+    static_cast<float*>(cache)[at + ib] = b;
+  }
 }
 
 __device__ __forceinline__ float gelu1(float t) {
@@ -533,7 +766,7 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
   const int g = blockIdx.y;                         // kv head
   const int group = s.heads / s.kv_heads;           // query heads per kv head
   const int D = s.head_dim;
-  const int64_t pos = s.pos0 + t;
+  const int64_t pos = *s.pos0 + t;
   const int64_t first = s.window > 0 ? max(static_cast<int64_t>(0), pos - s.window + 1) : 0;
 
   __shared__ float qs[kMaxGroup][kMaxHeadDim];
@@ -692,7 +925,8 @@ __global__ void attention_tiled_kernel(AttentionShape s, int heads_per_block, co
     qs[i] = (t < s.n && hh < heads_here) ? q[t * s.ldq + static_cast<int64_t>(h0 + hh) * D + d] : 0.0f;
   }
   const int t_last = min(s.n - 1, t0 + tokens_per_block - 1);
-  const int64_t pos_first = s.pos0 + t0, pos_last = s.pos0 + t_last;
+  const int64_t pos0 = *s.pos0;
+  const int64_t pos_first = pos0 + t0, pos_last = pos0 + t_last;
   const int64_t key_begin = s.window > 0 ? max(static_cast<int64_t>(0), pos_first - s.window + 1) : 0;
 
   float m[kRowsPerTiledWarp], l[kRowsPerTiledWarp], acc[kRowsPerTiledWarp][kMaxDimsPerLane];
@@ -724,7 +958,7 @@ __global__ void attention_tiled_kernel(AttentionShape s, int heads_per_block, co
     for (int i = 0; i < kRowsPerTiledWarp; ++i) {
       const int r = warp + i * kTiledWarps;
       const int t = row_token(r);
-      const int64_t pos = s.pos0 + t;
+      const int64_t pos = pos0 + t;
       const int64_t first = s.window > 0 ? max(static_cast<int64_t>(0), pos - s.window + 1) : 0;
       const int64_t key = j0 + lane;
       float sc = -INFINITY;
@@ -837,6 +1071,44 @@ struct GemvLaunch {
   }
 };
 
+struct GemvQ8Launch {
+  const uint8_t* w;
+  size_t row_bytes;
+  int64_t rows, K;
+  const BlockQ8Act* xq;
+  int n;
+  float* y;
+  int64_t ldy;
+  cudaStream_t stream;
+
+  template <DType T>
+  void run() const {
+    if constexpr (kHasLevels<T>) {
+      if (rows == 0 || n == 0) return;
+      const int64_t groups = (K / kQK + 31) / 32;  // warps that each get a block
+      const int threads = 32 * static_cast<int>(groups < 1 ? 1 : groups < kQ8MaxWarps ? groups : kQ8MaxWarps);
+      const unsigned grid = blocks_for(rows, kRowsPerWarp);
+      for (int t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
+        const int nt = n - t0 < kGemvMaxTokens ? n - t0 : kGemvMaxTokens;
+        const BlockQ8Act* x = xq + t0 * (K / kQK);
+        if (nt == 1)
+          gemv_q8_kernel<T, 1><<<grid, threads, 0, stream>>>(w, row_bytes, rows, K, x, nt, y + t0 * ldy, ldy);
+        else
+          gemv_q8_kernel<T, kGemvMaxTokens><<<grid, threads, 0, stream>>>(w, row_bytes, rows, K, x, nt, y + t0 * ldy,
+                                                                           ldy);
+      }
+    }
+  }
+};
+
+struct HasLevels {
+  bool* out;
+  template <DType T>
+  void run() const {
+    *out = kHasLevels<T>;
+  }
+};
+
 }  // namespace
 
 bool supports(DType type) { return with_type(type, NoLaunch{}); }
@@ -859,22 +1131,38 @@ void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, 
   with_type(type, GemvLaunch{static_cast<const uint8_t*>(w), row_bytes, rows, K, x, ldx, n, y, ldy, scratch, stream});
 }
 
+bool gemv_q8_supports(DType type, int64_t K) {
+  bool has = false;
+  with_type(type, HasLevels{&has});
+  return has && K % kQK == 0;
+}
+
+void quantize_q8_act(const float* x, int64_t ldx, int n, int64_t K, void* q, cudaStream_t stream) {
+  const int64_t threads = n * (K / kQK) * 32;
+  if (threads == 0) return;
+  quantize_q8_act_kernel<<<blocks_for(threads, kThreads), kThreads, 0, stream>>>(x, ldx, n, K,
+                                                                                 static_cast<BlockQ8Act*>(q));
+}
+
+void gemv_q8(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
+             float* y, int64_t ldy, float* scratch, cudaStream_t stream) {
+  quantize_q8_act(x, ldx, n, K, scratch, stream);
+  with_type(type, GemvQ8Launch{static_cast<const uint8_t*>(w), row_bytes, rows, K,
+                               reinterpret_cast<const BlockQ8Act*>(scratch), n, y, ldy, stream});
+}
+
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
              float eps, cudaStream_t stream) {
+  // A thread per element up to kNormThreads (more loads in flight), whole warps.
   const int threads = dim >= kNormThreads ? kNormThreads : ((dim + 31) / 32) * 32;
   rmsnorm_kernel<<<static_cast<unsigned>(n * heads), threads, 0, stream>>>(in, ld_in, out, ld_out, heads, dim, w, eps);
 }
 
-void rope(float* x, int64_t ld, int n, int heads, int head_dim, int n_rot, const float* cos, const float* sin,
-          bool neox, cudaStream_t stream) {
-  const int64_t work = static_cast<int64_t>(n) * heads * (n_rot / 2);
-  rope_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(x, ld, n, heads, head_dim, n_rot, cos, sin, neox);
-}
-
-void kv_store(const float* src, int64_t ld, int n, int kv_dim, int64_t pos0, int64_t rows, void* cache, bool f16,
-              cudaStream_t stream) {
-  const int64_t work = static_cast<int64_t>(n) * kv_dim;
-  kv_store_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(src, ld, n, kv_dim, pos0, rows, cache, f16);
+void rope_store(const RopeStoreShape& s, float* q, const float* k, const float* v, const float* cos, const float* sin,
+                void* k_cache, void* v_cache, cudaStream_t stream) {
+  const int64_t work = static_cast<int64_t>(s.n) * (s.heads + 2 * s.kv_heads) * (s.head_dim / 2);
+  if (work == 0) return;
+  rope_store_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(s, q, k, v, cos, sin, k_cache, v_cache);
 }
 
 void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,

@@ -35,29 +35,52 @@ size_t gemv_scratch_floats(int n, int64_t K);
 void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
           float* y, int64_t ldy, float* scratch, cudaStream_t stream);
 
+// The same product with int8 dot products (dp4a) for the 32-element formats
+// (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): the activations are first quantized to
+// BlockQ8Act (kernels/cpu/blocks.h), bit for bit as the CPU's
+// quantize_row_q8_act, and each block contributes d_w * d_x * sum(q_w * q_x)
+// + m_w * s_x, the CPU's dot_q_act. Reads 36-40 activation bytes per 32
+// weights instead of 128, and integer math. K must be a multiple of 32;
+// scratch as for gemv.
+bool gemv_q8_supports(DType type, int64_t K);
+void gemv_q8(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
+             float* y, int64_t ldy, float* scratch, cudaStream_t stream);
+// x ([n, K] ldx) as BlockQ8Act blocks, [n][K / 32], into q (exposed for tests).
+void quantize_q8_act(const float* x, int64_t ldx, int n, int64_t K, void* q, cudaStream_t stream);
+
 // out[r] = in[r] * rsqrt(mean(in[r]^2) + eps) * w for `rows` rows of `dim`
 // floats: row (t, h) of a [n, heads * dim] ld buffer, so one call covers a
 // residual stream (heads = 1) or every head of q / k (out may alias in).
+// dim <= kMaxNormDim.
+constexpr int kMaxNormDim = 8192;
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
              float eps, cudaStream_t stream);
 
-// RoPE on the first n_rot dims of each of `heads` heads of every row of x
-// ([n, heads * head_dim] ld); cos/sin are [n, n_rot / 2].
-void rope(float* x, int64_t ld, int n, int heads, int head_dim, int n_rot, const float* cos, const float* sin,
-          bool neox, cudaStream_t stream);
-
-// Rows t < n of src ([n, kv_dim] ld) into cache row (pos0 + t) % rows, as f16
-// (uint16_t bits) or f32.
-void kv_store(const float* src, int64_t ld, int n, int kv_dim, int64_t pos0, int64_t rows, void* cache, bool f16,
-              cudaStream_t stream);
+// A layer's RoPE and KV-cache write in one launch: RoPE (pairs (p, p +
+// n_rot/2) for neox, else (2p, 2p + 1); cos/sin [n, n_rot / 2]) on the first
+// n_rot dims of every query head of q ([n, heads * D] ldq, in place) and of
+// every key head of k, the rotated keys and the values (k, v: [n, kv_heads
+// * D] ldk) written to cache row (pos0 + t) % rows as f16 (uint16_t bits) or
+// f32. pos0 is read from device memory (*pos0), so a recorded decode step (a
+// CUDA graph) replays at every position.
+struct RopeStoreShape {
+  int n = 0, heads = 0, kv_heads = 0, head_dim = 0, n_rot = 0;
+  int64_t ldq = 0, ldk = 0, rows = 0;
+  bool neox = false, kv_f16 = true;
+  const int64_t* pos0 = nullptr;
+};
+void rope_store(const RopeStoreShape& s, float* q, const float* k, const float* v, const float* cos, const float* sin,
+                void* k_cache, void* v_cache, cudaStream_t stream);
 
 // Causal attention of every (token, head): token t at position pos0 + t
 // attends to keys [max(0, pos - window + 1), pos] (window 0: from 0), read
 // from the cache (row = key % ring when ring > 0), with scale, optional soft
-// cap, online softmax. q is [n, H * D] ldq; out is [n, H * D].
+// cap, online softmax. q is [n, H * D] ldq; out is [n, H * D]. pos0 is in
+// device memory, as for kv_store.
 struct AttentionShape {
   int n = 0, heads = 0, kv_heads = 0, head_dim = 0;
-  int64_t ldq = 0, kv_dim = 0, pos0 = 0, window = 0, ring = 0;
+  int64_t ldq = 0, kv_dim = 0, window = 0, ring = 0;
+  const int64_t* pos0 = nullptr;
   float scale = 1, softcap = 0;
   bool kv_f16 = true;
 };

@@ -138,6 +138,7 @@ void Context::evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::v
     const int64_t nb = std::min(params_.n_batch, n - b0);
     fwd_->begin(tokens + b0, nb, n_past_);
     for (int l = 0; l < hp.n_layer; ++l) model_.arch().block(*fwd_, l);
+    fwd_->finish_layers();
     for (int l = 0; l < hp.n_layer; ++l)  // rows that wrapped around now hold newer positions
       valid_from_[static_cast<size_t>(l)] =
           std::max(valid_from_[static_cast<size_t>(l)], n_past_ + nb - kv_rows_[static_cast<size_t>(l)]);

@@ -70,6 +70,10 @@ class Forward {
   virtual void gated_mlp(int layer, const float* in, float* out, Activation act) = 0;
   // x += o.
   virtual void add_residual(const float* o) = 0;
+  // After the last layer's block of a batch, before logits(): a backend that
+  // records the layers rather than running them one by one (the CUDA
+  // backend's graph of a decode step) runs them here.
+  virtual void finish_layers() {}
   // Final norm and output projection of the rows [first, n) into logits
   // (host memory, rows of n_vocab).
   virtual void logits(int64_t first, float* out) = 0;

@@ -7,7 +7,9 @@
 // The GPU tests skip, saying why, when no GPU is usable.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -26,6 +28,7 @@
 #ifdef SLM_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "cpu/ref/ref.h"
 #include "cuda/ops.h"
 #endif
 
@@ -199,6 +202,54 @@ TEST(CudaKernels, GemvTakesLongRowsAndMoreTokensThanOneLaunch) {
   expect_gemv_result(dy.get(static_cast<size_t>(n * rows)), want, x, n, rows, K);
 }
 
+// The int8 GEMV of the 32-element formats: the activations quantized on the
+// GPU byte for byte as the CPU reference quantizes them (BlockQ8Act), and
+// each output within float rounding of the CPU reference's dot of those
+// blocks (dot_q_act: the same integer sums and scales). Odd row counts,
+// 1, 5 and 11 tokens (two launches).
+TEST(CudaKernels, Int8GemvMatchesTheCpuReference) {
+  SLM_REQUIRE_GPU();
+  const int64_t rows = 37, K = 32 * 41;
+  const size_t act_row = kernels::act_row_bytes(kernels::ActFormat::q8_32, K);
+  std::mt19937 rng(17);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> src(static_cast<size_t>(rows * K)), x(static_cast<size_t>(11 * K));
+  for (float& v : src) v = dist(rng);
+  for (float& v : x) v = dist(rng);
+  x[5] = 0.0f;  // a block of zeros: d = 0
+  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+  const auto& ref = kernels::ref::table();
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
+    SCOPED_TRACE(dtype_name(t));
+    ASSERT_TRUE(kernels::cuda::gemv_q8_supports(t, K));
+    EXPECT_FALSE(kernels::cuda::gemv_q8_supports(t, K + 16));
+    const size_t row_bytes = row_bytes_of(t, K);
+    std::vector<uint8_t> w(row_bytes * rows);
+    for (int64_t r = 0; r < rows; ++r) kernels::quantize_row(t, src.data() + r * K, w.data() + r * row_bytes, K);
+    DevArray<uint8_t> dw(w);
+    DevArray<float> dx(x), dy(static_cast<size_t>(11 * rows)), scratch(kernels::cuda::gemv_scratch_floats(11, K));
+    for (int n : {1, 5, 11}) {
+      SCOPED_TRACE("n " + std::to_string(n));
+      std::vector<uint8_t> xq(act_row * static_cast<size_t>(n));
+      for (int tok = 0; tok < n; ++tok) kernels::ref::quantize_row_q8_act(x.data() + tok * K, xq.data() + tok * act_row, K);
+      kernels::cuda::quantize_q8_act(dx.p, K, n, K, scratch.p, nullptr);
+      std::vector<float> got_q = scratch.get(xq.size() / sizeof(float) + 1);
+      EXPECT_EQ(std::memcmp(got_q.data(), xq.data(), xq.size()), 0) << "8-bit activations differ from the CPU's";
+      kernels::cuda::gemv_q8(t, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
+      const auto y = dy.get(static_cast<size_t>(n * rows));
+      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+      for (int tok = 0; tok < n; ++tok)
+        for (int64_t r = 0; r < rows; ++r) {
+          float want = 0;
+          ref.types[static_cast<int>(t)].dot(K, w.data() + r * row_bytes, xq.data() + tok * act_row, act_row, 1, &want);
+          double mag = 0;  // the summed magnitudes the rounding scales with
+          for (int64_t k = 0; k < K; ++k) mag += std::fabs(static_cast<double>(src[r * K + k]) * x[tok * K + k]);
+          EXPECT_NEAR(y[tok * rows + r], want, 1e-5 * mag + 1e-6) << "token " << tok << " row " << r;
+        }
+    }
+  }
+}
+
 // Runs `tokens` through a fresh context; all logits.
 std::vector<float> run(const Model& m, const std::vector<int32_t>& tokens, int64_t n_batch, int64_t n_ctx = 512) {
   ContextParams p;
@@ -291,6 +342,43 @@ TEST(CudaReference, LongPromptsThroughTheRingsAgreeWithTheCpu) {
     const auto cpu = run_split(Device::cpu), gpu = run_split(Device::cuda);
     ASSERT_EQ(gpu.size(), cpu.size());
     EXPECT_LE(rel_rms(gpu, cpu), tolerance);
+  }
+}
+
+// A decode step is recorded once as a CUDA graph and replayed at every later
+// position: the logits of 60 replayed steps (past the Gemma 3 file's
+// sliding window, so its ring rows wrap) are bit-identical to the same steps
+// launched one by one (SLM_CUDA_GRAPHS=0), and the int8 GEMV's decode
+// agrees with the f32 GEMV's.
+TEST(CudaReference, DecodeGraphReplaysExactlyWhatTheLaunchesCompute) {
+  SLM_REQUIRE_TESTDATA();
+  SLM_REQUIRE_GPU();
+  std::vector<int32_t> tokens(100);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 211 + 5) % 500);
+  for (const char* stem : {"llama-tiny-q4_0", "gemma3-tiny-q8_0", "phi3-tiny-q4_0"}) {
+    SCOPED_TRACE(stem);
+    const auto model = Model::load(test::testdata_dir() + "/models/" + stem + ".gguf", Device::cuda);
+    auto decode = [&](const char* graphs, const char* gemv) {
+      setenv("SLM_CUDA_GRAPHS", graphs, 1);
+      setenv("SLM_CUDA_GEMV", gemv, 1);
+      ContextParams p;
+      p.n_ctx = 256;
+      Context ctx(*model, p);
+      unsetenv("SLM_CUDA_GRAPHS");
+      unsetenv("SLM_CUDA_GEMV");
+      std::vector<float> all, step;
+      ctx.evaluate(tokens.data(), 40, false, step);
+      for (size_t i = 40; i < tokens.size(); ++i) {
+        ctx.evaluate(&tokens[i], 1, false, step);
+        all.insert(all.end(), step.begin(), step.end());
+      }
+      return all;
+    };
+    const auto replayed = decode("1", "q8"), launched = decode("0", "q8");
+    ASSERT_EQ(replayed.size(), 60 * static_cast<size_t>(model->hparams().n_vocab));
+    EXPECT_TRUE(replayed == launched) << "rel rms " << rel_rms(replayed, launched);
+    // Both within the quantized files' bar (0.04) of the truth, on either side.
+    EXPECT_LE(rel_rms(replayed, decode("1", "f32")), 0.08);
   }
 }
 

@@ -3,15 +3,28 @@
 // (kernels/cuda/ops.h) on one stream, with the KV cache and scratch buffers
 // in device memory. Only the logits come back to the host.
 //
-// Matmuls: up to kGemvMaxTokens tokens run the dequantizing GEMV (weights
-// read once, f32 accumulation); larger batches dequantize the weight rows
-// into an f32 tile and run cuBLAS on them with TF32 tensor cores (exact f32
-// math for F32 weights, which need no tile).
+// Matmuls: up to kGemvMaxTokens tokens run a GEMV (weights read once): int8
+// dot products against 8-bit activations for the 32-element formats, as the
+// CPU does, the dequantizing f32 GEMV for the others; larger batches
+// dequantize the weight rows into an f32 tile and run cuBLAS on them with
+// TF32 tensor cores (exact f32 math for F32 weights, which need no tile).
+//
+// A decode step (one token) is recorded once as a CUDA graph and replayed:
+// its ~20 launches per layer then cost one launch, and everything that
+// changes per token (the token id, its position, its RoPE angles) is read
+// from one device buffer uploaded before the replay.
+//
+// Overrides, for measuring and for bisecting: SLM_CUDA_GRAPHS=0 runs decode
+// steps launch by launch; SLM_CUDA_GEMV=f32 takes the f32 GEMV for every
+// format.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <string_view>
 #include <unordered_map>
 
 #include "core/dtype.h"
@@ -61,6 +74,35 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Page-locked host memory: copies from it are truly asynchronous.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  explicit PinnedBuffer(size_t bytes) {
+    if (bytes > 0) check(cudaMallocHost(&p_, bytes), "cudaMallocHost");
+  }
+  PinnedBuffer(PinnedBuffer&& o) noexcept : p_(o.p_) { o.p_ = nullptr; }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept {
+    std::swap(p_, o.p_);
+    return *this;
+  }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (p_ != nullptr) cudaFreeHost(p_);
+  }
+  uint8_t* get() const { return static_cast<uint8_t*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// An environment override: unset or empty means the default.
+bool env_is(const char* name, std::string_view value) {
+  const char* v = std::getenv(name);
+  return v != nullptr && value == v;
+}
+
 std::string device_name(int device) {
   cudaDeviceProp prop{};
   check(cudaGetDeviceProperties(&prop, device), "cudaGetDeviceProperties");
@@ -91,6 +133,9 @@ class CudaWeights final : public BackendWeights {
     const HParams& hp = m.hparams();
     if (hp.head_dim > 256)
       throw Error(fmt::format("{}: head size {} is above the CUDA attention kernel's 256", m.file().path(), hp.head_dim));
+    if (hp.n_embd > ops::kMaxNormDim)
+      throw Error(fmt::format("{}: embedding size {} is above the CUDA RMSNorm kernel's {}", m.file().path(), hp.n_embd,
+                              ops::kMaxNormDim));
     size_t need = 0;
     for_each_weight(m, [&](const Weight& w) {
       if (w.info->ne.size() == 1) {
@@ -152,7 +197,7 @@ class CudaForward final : public Forward {
     const HParams& hp = hp_;
     const auto nb = static_cast<size_t>(c.n_batch), E = static_cast<size_t>(hp.n_embd),
                F = static_cast<size_t>(hp.n_ff), qd = static_cast<size_t>(hp.q_dim()),
-               kvd = static_cast<size_t>(hp.kv_dim()), half = static_cast<size_t>(hp.n_rot / 2);
+               kvd = static_cast<size_t>(hp.kv_dim());
     // The largest matrix decides the dequantized tile (at most kDequantTile floats).
     int64_t largest = 0;
     int64_t widest = 0;
@@ -189,18 +234,23 @@ class CudaForward final : public Forward {
     act_ = DeviceBuffer(nb * F * sizeof(float));
     logits_ = DeviceBuffer(static_cast<size_t>(kLogitRows * hp.n_vocab) * sizeof(float));
     tile_ = DeviceBuffer(static_cast<size_t>(std::min(largest, kDequantTile)) * sizeof(float));
-    tokens_ = DeviceBuffer(nb * sizeof(int32_t));
     gemv_scratch_ = DeviceBuffer(ops::gemv_scratch_floats(ops::kGemvMaxTokens, widest) * sizeof(float));
-    cos_ = DeviceBuffer(ropes.size() * nb * half * sizeof(float));
-    sin_ = DeviceBuffer(ropes.size() * nb * half * sizeof(float));
-    host_cos_.resize(ropes.size() * nb * half);
-    host_sin_.resize(host_cos_.size());
+    const size_t step_capacity = step_layout(c.n_batch).bytes;
+    step_ = DeviceBuffer(step_capacity);
+    host_step_ = PinnedBuffer(step_capacity);
+    host_logits_ = PinnedBuffer(static_cast<size_t>(hp.n_vocab) * sizeof(float));
+    use_graphs_ = !env_is("SLM_CUDA_GRAPHS", "0");
+    q8_gemv_ = !env_is("SLM_CUDA_GEMV", "f32");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreateWithFlags(&step_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
     check(cublasCreate(&blas_), "cublasCreate");
     check(cublasSetStream(blas_, stream_), "cublasSetStream");
   }
 
   ~CudaForward() override {
+    abandon_capture();
+    if (decode_graph_ != nullptr) cudaGraphExecDestroy(decode_graph_);
+    cudaEventDestroy(step_uploaded_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -210,13 +260,18 @@ class CudaForward final : public Forward {
   float* o() override { return o_.f(); }
 
   void norm(const float* in, const Weight& w, float* out) override {
+    if (replaying_) return;
     const int E = static_cast<int>(hp_.n_embd);
     ops::rmsnorm(in, E, out, E, static_cast<int>(n_tokens_), 1, E, w_.vec(w), hp_.rms_eps, stream_);
   }
 
-  void add_residual(const float* o) override { ops::add(x_.f(), o, n_tokens_ * hp_.n_embd, stream_); }
+  void add_residual(const float* o) override {
+    if (replaying_) return;
+    ops::add(x_.f(), o, n_tokens_ * hp_.n_embd, stream_);
+  }
 
   void attention(int layer, const float* in, float* out) override {
+    if (replaying_) return;
     const int n = static_cast<int>(n_tokens_);
     const int64_t D = hp_.head_dim, H = hp_.n_head, KV = hp_.n_head_kv, qd = hp_.q_dim(), kvd = hp_.kv_dim();
     float *q, *kk, *vv;
@@ -244,13 +299,22 @@ class CudaForward final : public Forward {
     }
     const LayerSpec& spec = hp_.layers[static_cast<size_t>(layer)];
     const size_t at = static_cast<size_t>(spec.rope_table) * static_cast<size_t>(n_tokens_ * (hp_.n_rot / 2));
-    ops::rope(q, ldq, n, static_cast<int>(H), static_cast<int>(D), hp_.n_rot, cos_.f() + at, sin_.f() + at,
-              hp_.rope_neox, stream_);
-    ops::rope(kk, ldk, n, static_cast<int>(KV), static_cast<int>(D), hp_.n_rot, cos_.f() + at, sin_.f() + at,
-              hp_.rope_neox, stream_);
+    const float* cos = step_float(layout_.cos_at) + at;
+    const float* sin = step_float(layout_.sin_at) + at;
     const auto l = static_cast<size_t>(layer);
-    ops::kv_store(kk, ldk, n, static_cast<int>(kvd), pos0_, kv_rows_[l], k_cache_[l].get(), kv_f16_, stream_);
-    ops::kv_store(vv, ldk, n, static_cast<int>(kvd), pos0_, kv_rows_[l], v_cache_[l].get(), kv_f16_, stream_);
+    ops::RopeStoreShape rs;
+    rs.n = n;
+    rs.heads = static_cast<int>(H);
+    rs.kv_heads = static_cast<int>(KV);
+    rs.head_dim = static_cast<int>(D);
+    rs.n_rot = hp_.n_rot;
+    rs.ldq = ldq;
+    rs.ldk = ldk;
+    rs.rows = kv_rows_[l];
+    rs.neox = hp_.rope_neox;
+    rs.kv_f16 = kv_f16_;
+    rs.pos0 = step_pos0();
+    ops::rope_store(rs, q, kk, vv, cos, sin, k_cache_[l].get(), v_cache_[l].get(), stream_);
 
     ops::AttentionShape s;
     s.n = n;
@@ -259,7 +323,7 @@ class CudaForward final : public Forward {
     s.head_dim = static_cast<int>(D);
     s.ldq = ldq;
     s.kv_dim = kvd;
-    s.pos0 = pos0_;
+    s.pos0 = step_pos0();
     s.window = spec.window;
     s.ring = kv_rows_[l] < n_ctx_ ? kv_rows_[l] : 0;  // a sliding-window ring
     s.scale = hp_.query_scale;
@@ -270,6 +334,7 @@ class CudaForward final : public Forward {
   }
 
   void gated_mlp(int layer, const float* in, float* out, Activation act) override {
+    if (replaying_) return;
     const int n = static_cast<int>(n_tokens_);
     const int64_t F = hp_.n_ff;
     const auto g = act == Activation::silu ? ops::GatedAct::silu : ops::GatedAct::gelu;
@@ -293,18 +358,25 @@ class CudaForward final : public Forward {
                    w_.vec(norm_w), hp_.rms_eps, stream_);
       matmul(model_.output_matrix(), xn_.f() + r0 * E, rows, logits_.f(), V);
       if (hp_.final_softcap > 0) ops::softcap(logits_.f(), hp_.final_softcap, rows * V, stream_);
-      check(cudaMemcpyAsync(out + (r0 - first) * V, logits_.get(), static_cast<size_t>(rows * V) * sizeof(float),
-                            cudaMemcpyDeviceToHost, stream_),
-            "copying logits");
-      check(cudaStreamSynchronize(stream_), "the forward pass");
+      const size_t bytes = static_cast<size_t>(rows * V) * sizeof(float);
+      if (rows == 1) {  // a decode step: through pinned memory, a truly asynchronous copy
+        check(cudaMemcpyAsync(host_logits_.get(), logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_),
+              "copying logits");
+        check(cudaStreamSynchronize(stream_), "the forward pass");
+        std::memcpy(out + (r0 - first) * V, host_logits_.get(), bytes);
+      } else {
+        check(cudaMemcpyAsync(out + (r0 - first) * V, logits_.get(), bytes, cudaMemcpyDeviceToHost, stream_),
+              "copying logits");
+        check(cudaStreamSynchronize(stream_), "the forward pass");
+      }
     }
     check(cudaGetLastError(), "the forward pass");
   }
 
   size_t scratch_bytes() const override {
     size_t total = 0;
-    for (const DeviceBuffer* b : {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &tokens_,
-                                  &cos_, &sin_, &gemv_scratch_})
+    for (const DeviceBuffer* b :
+         {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &step_, &gemv_scratch_})
       total += b->bytes();
     return total;
   }
@@ -312,38 +384,100 @@ class CudaForward final : public Forward {
 
  private:
   void embed(const int32_t* tokens) override {
+    abandon_capture();  // a batch that threw before finish_layers()
+    replaying_ = false;
     const int n = static_cast<int>(n_tokens_);
-    check(cudaMemcpyAsync(tokens_.get(), tokens, static_cast<size_t>(n) * sizeof(int32_t), cudaMemcpyHostToDevice,
-                          stream_),
-          "copying tokens");
-    const Weight& embd = model_.global(Slot::token_embd);
-    ops::embed(embd.matrix.type, w_.matrix(embd.matrix), embd.matrix.row_bytes, static_cast<const int32_t*>(tokens_.get()),
-               n, static_cast<int>(hp_.n_embd), hp_.embd_scale, x_.f(), stream_);
+    // The pinned step buffer is rewritten only once the previous batch's
+    // upload has left it.
+    check(cudaEventSynchronize(step_uploaded_), "uploading a batch");
+    layout_ = step_layout(n_tokens_);
+    uint8_t* host = host_step_.get();
+    const int64_t pos0 = pos(0);
+    std::memcpy(host, &pos0, sizeof pos0);
+    std::memcpy(host + layout_.tokens_at, tokens, static_cast<size_t>(n) * sizeof(int32_t));
     // RoPE angles on the host (the CPU backend's function, in double), one
     // table per HParams::rope_tables entry: [table][token][n_rot / 2].
     const int half = hp_.n_rot / 2;
+    auto* host_cos = reinterpret_cast<float*>(host + layout_.cos_at);
+    auto* host_sin = reinterpret_cast<float*>(host + layout_.sin_at);
     for (size_t r = 0; r < ropes_.size(); ++r) {
       const RopeState& rope = ropes_[r];
       const float* factors = rope.factors.empty() ? nullptr : rope.factors.data();
       for (int64_t t = 0; t < n_tokens_; ++t) {
         const size_t at = (r * static_cast<size_t>(n_tokens_) + static_cast<size_t>(t)) * static_cast<size_t>(half);
-        kernels::rope_angles(pos(t), hp_.n_rot, hp_.rope_tables[r].base, factors, rope.attn_factor,
-                             host_cos_.data() + at, host_sin_.data() + at);
+        kernels::rope_angles(pos(t), hp_.n_rot, hp_.rope_tables[r].base, factors, rope.attn_factor, host_cos + at,
+                             host_sin + at);
       }
     }
-    const size_t bytes = ropes_.size() * static_cast<size_t>(n_tokens_ * half) * sizeof(float);
-    // The host arrays are reused by the next batch: copy synchronously.
-    check(cudaMemcpyAsync(cos_.get(), host_cos_.data(), bytes, cudaMemcpyHostToDevice, stream_), "copying RoPE angles");
-    check(cudaMemcpyAsync(sin_.get(), host_sin_.data(), bytes, cudaMemcpyHostToDevice, stream_), "copying RoPE angles");
-    check(cudaStreamSynchronize(stream_), "copying RoPE angles");
+    check(cudaMemcpyAsync(step_.get(), host, layout_.bytes, cudaMemcpyHostToDevice, stream_), "uploading a batch");
+    check(cudaEventRecord(step_uploaded_, stream_), "uploading a batch");
+
+    graph_step_ = use_graphs_ && n == 1;
+    if (graph_step_ && decode_graph_ != nullptr) {  // the step's kernels are recorded: finish_layers() replays them
+      replaying_ = true;
+      return;
+    }
+    if (graph_step_) {  // the first decode step: record it (nothing runs until finish_layers())
+      check(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal), "recording a decode step");
+      capturing_ = true;
+    }
+    const Weight& embd = model_.global(Slot::token_embd);
+    ops::embed(embd.matrix.type, w_.matrix(embd.matrix), embd.matrix.row_bytes,
+               reinterpret_cast<const int32_t*>(static_cast<uint8_t*>(step_.get()) + layout_.tokens_at), n,
+               static_cast<int>(hp_.n_embd), hp_.embd_scale, x_.f(), stream_);
+  }
+
+  void finish_layers() override {
+    if (capturing_) {
+      capturing_ = false;
+      cudaGraph_t graph = nullptr;
+      check(cudaStreamEndCapture(stream_, &graph), "recording a decode step");
+      const cudaError_t e = cudaGraphInstantiate(&decode_graph_, graph, 0);
+      cudaGraphDestroy(graph);
+      check(e, "instantiating the decode step's graph");
+    }
+    if (graph_step_) check(cudaGraphLaunch(decode_graph_, stream_), "running the decode step's graph");
+    replaying_ = false;
+  }
+
+  // Ends a recording left open by an exception, discarding what it holds.
+  void abandon_capture() {
+    if (!capturing_) return;
+    capturing_ = false;
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(stream_, &graph);
+    if (graph != nullptr) cudaGraphDestroy(graph);
+    cudaGetLastError();  // the capture's error is not the next batch's
+  }
+
+  // The per-batch inputs of n tokens, uploaded as one block:
+  // [pos0: int64][tokens: n int32][cos: tables * n * half][sin: the same],
+  // the angles as [table][token][pair].
+  struct StepLayout {
+    size_t tokens_at = 0, cos_at = 0, sin_at = 0, bytes = 0;
+  };
+  StepLayout step_layout(int64_t n) const {
+    const size_t angles = ropes_.size() * static_cast<size_t>(n) * static_cast<size_t>(hp_.n_rot / 2);
+    StepLayout l;
+    l.tokens_at = sizeof(int64_t);
+    l.cos_at = (l.tokens_at + static_cast<size_t>(n) * sizeof(int32_t) + 15) / 16 * 16;
+    l.sin_at = l.cos_at + angles * sizeof(float);
+    l.bytes = l.sin_at + angles * sizeof(float);
+    return l;
+  }
+
+  const int64_t* step_pos0() const { return static_cast<const int64_t*>(step_.get()); }
+  const float* step_float(size_t at) const {
+    return reinterpret_cast<const float*>(static_cast<const uint8_t*>(step_.get()) + at);
   }
 
   // y = W x: [n, K] -> [n, rows] ldy.
   void matmul(const kernels::WeightMatrix& m, const float* in, int64_t n, float* out, int64_t ldy) {
     const void* w = w_.matrix(m);
     if (n <= ops::kGemvMaxTokens) {
-      ops::gemv(m.type, w, m.row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out, ldy, gemv_scratch_.f(),
-                stream_);
+      const auto gemv = q8_gemv_ && ops::gemv_q8_supports(m.type, m.cols) ? ops::gemv_q8 : ops::gemv;
+      gemv(m.type, w, m.row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out, ldy, gemv_scratch_.f(),
+           stream_);
       return;
     }
     const float one = 1.0f, zero = 0.0f;
@@ -377,8 +511,16 @@ class CudaForward final : public Forward {
   std::vector<int64_t> kv_rows_;
   std::vector<DeviceBuffer> k_cache_, v_cache_;
   size_t kv_bytes_ = 0;
-  DeviceBuffer x_, xn_, o_, q_, kk_, vv_, attn_, up_, act_, logits_, tile_, tokens_, cos_, sin_, gemv_scratch_;
-  std::vector<float> host_cos_, host_sin_;
+  DeviceBuffer x_, xn_, o_, q_, kk_, vv_, attn_, up_, act_, logits_, tile_, gemv_scratch_;
+  DeviceBuffer step_;   // the batch's inputs (StepLayout)
+  StepLayout layout_;   // of the batch being evaluated
+  PinnedBuffer host_step_, host_logits_;
+  cudaEvent_t step_uploaded_ = nullptr;
+  bool use_graphs_ = true, q8_gemv_ = true;
+  cudaGraphExec_t decode_graph_ = nullptr;
+  bool graph_step_ = false;  // this batch is a decode step run through the graph
+  bool capturing_ = false;   // recording the graph: the ops below are captured, not run
+  bool replaying_ = false;   // the graph holds this batch's ops: the Forward pieces do nothing
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
 };
