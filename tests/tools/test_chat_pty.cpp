@@ -159,5 +159,37 @@ TEST(ChatPty, LineEditingHistoryMultiLineAndCommands) {
   EXPECT_NE(saved.find("top_k"), std::string::npos) << saved;
 }
 
+// A pasted block (bracketed paste: the terminal wraps it in ESC [200~ ...
+// ESC [201~) is text of one message, newlines and all: its lines are not
+// commands and not sent one by one; it waits at the continuation prompt and
+// the next Enter sends it.
+TEST(ChatPty, BracketedPasteIsOneMessage) {
+  SLM_REQUIRE_TESTDATA();
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "256", "-n", "4", "--no-history"});
+  ASSERT_TRUE(p.started());
+  size_t at = p.wait_for("> ", 0);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  EXPECT_NE(p.output().find("\x1b[?2004h"), std::string::npos) << "bracketed paste is not switched on";
+  auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  pause();
+  p.send("look: \x1b[200~/set top_k 3\r/show\r\x1b[201~");
+  at = p.wait_for("... ", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  pause();
+  p.send("\r");  // sends the message: a short answer, then the prompt again
+  at = p.wait_for("> ", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  pause();
+  p.send("/show\r");
+  at = p.wait_for("top_k", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  EXPECT_EQ(p.output().find("(top_k = 3)"), std::string::npos) << "a pasted line ran as a command:\n" << p.output();
+  EXPECT_EQ(p.output().find("top_k 3,"), std::string::npos) << "/show reports the pasted top_k:\n" << p.output();
+  pause();
+  p.send("/exit\r");
+  EXPECT_EQ(p.wait_exit(), 0) << p.output();
+  EXPECT_NE(p.output().find("\x1b[?2004l"), std::string::npos) << "bracketed paste is left on";
+}
+
 }  // namespace
 }  // namespace slm

@@ -323,7 +323,8 @@ const char* kChatHelp =
     "  /set system TEXT      a new system prompt (the conversation restarts)\n"
     "  /show                 model, chat template, context use, sampling\n"
     "input: \"\"\" opens and closes a multi-line message; a line ending in \\ continues;\n"
-    "  //text sends a message that starts with /.\n"
+    "  //text sends a message that starts with /; pasted text (several lines too)\n"
+    "  joins the message, which Enter then sends.\n"
     "keys: arrows, Home/End, Ctrl-A/E/W/U, up-arrow history; Ctrl-C stops an answer,\n"
     "  clears a typed line, and at an empty prompt exits.\n";
 
@@ -419,6 +420,10 @@ int run_chat(const ChatOptions& o, bool verbose) {
       fmt::print("\n");
       if (in_block || !pending.empty()) fmt::print(stderr, "slm: an unfinished multi-line message was not sent\n");
       break;
+    }
+    if (got == LineEditor::Result::pasted) {  // part of the message: it goes with the next Enter
+      pending += line + "\n";
+      continue;
     }
     // From here a Ctrl-C belongs to this message's answer: one pressed while
     // old turns are dropped or the prompt is evaluated stops it too.

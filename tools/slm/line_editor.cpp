@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "tokenizer/utf8.h"
+
 namespace slm::cli {
 
 // Bytes from stdin, with Ctrl-C seen even while waiting (see the header).
@@ -23,6 +25,23 @@ class ByteSource {
   // Gives the last byte back (after next() returned it).
   void unget() {
     if (at_ > 0) --at_;
+  }
+
+  // Whether the next bytes are `seq`: if so they are consumed, otherwise
+  // every byte read to find out is given back.
+  bool take(std::string_view seq) {
+    std::string seen;
+    for (char want : seq) {
+      unsigned char c = 0;
+      const Got got = next(c);
+      if (got == Got::byte) seen.push_back(static_cast<char>(c));
+      if (got != Got::byte || static_cast<char>(c) != want) {
+        buffer_ = seen + buffer_.substr(at_);
+        at_ = 0;
+        return false;
+      }
+    }
+    return true;
   }
 
   Got next(unsigned char& c) {
@@ -77,6 +96,8 @@ struct LineEditor::Impl {
   HistEvent ev{};
   std::string prompt;
   bool got_interrupt = false;
+  std::string paste;     // the text of a bracketed paste that ended the line
+  bool pasted = false;
 };
 
 namespace {
@@ -89,8 +110,47 @@ LineEditor::Impl* impl_of(EditLine* el) {
 
 const char* prompt_of(EditLine* el) { return impl_of(el)->prompt.c_str(); }
 
+// Terminal modes: with bracketed paste on, the terminal wraps pasted text
+// in ESC [200~ ... ESC [201~, so a pasted block is told from typed lines.
+constexpr const char* kPasteOn = "\x1b[?2004h";
+constexpr const char* kPasteOff = "\x1b[?2004l";
+constexpr std::string_view kPasteStart = "[200~";  // after the ESC
+constexpr std::string_view kPasteEnd = "\x1b[201~";
+
+// The bytes of a bracketed paste up to its end marker, as UTF-8 (malformed
+// bytes become U+FFFD) with the terminal's carriage returns as newlines.
+// False on Ctrl-C.
+bool read_paste(ByteSource& source, std::string& text) {
+  std::string raw;
+  for (;;) {
+    unsigned char c = 0;
+    const ByteSource::Got got = source.next(c);
+    if (got == ByteSource::Got::interrupted) return false;
+    if (got == ByteSource::Got::eof) break;
+    raw.push_back(static_cast<char>(c));
+    if (raw.size() >= kPasteEnd.size() && raw.compare(raw.size() - kPasteEnd.size(), kPasteEnd.size(), kPasteEnd) == 0) {
+      raw.resize(raw.size() - kPasteEnd.size());
+      break;
+    }
+  }
+  text.clear();
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] != '\r') {
+      text.push_back(raw[i]);
+    } else if (i + 1 >= raw.size() || raw[i + 1] != '\n') {
+      text.push_back('\n');
+    }
+  }
+  text::Utf8Assembler utf8;
+  text = utf8.push(text);
+  text += utf8.flush();
+  return true;
+}
+
 // libedit's character source: one UTF-8 character from ByteSource as a wide
-// character; -1 on Ctrl-C (el_gets then returns null), 0 at end of input.
+// character; -1 on Ctrl-C (el_gets then returns null), 0 at end of input. A
+// bracketed paste ends the line: its text is kept aside (Impl::paste) and
+// a newline handed to libedit.
 int read_char(EditLine* el, wchar_t* out) {
   LineEditor::Impl* impl = impl_of(el);
   unsigned char c = 0;
@@ -98,6 +158,15 @@ int read_char(EditLine* el, wchar_t* out) {
     case ByteSource::Got::eof: return 0;
     case ByteSource::Got::interrupted: impl->got_interrupt = true; return -1;
     case ByteSource::Got::byte: break;
+  }
+  if (c == 0x1B && impl->source.take(kPasteStart)) {
+    if (!read_paste(impl->source, impl->paste)) {
+      impl->got_interrupt = true;
+      return -1;
+    }
+    impl->pasted = true;
+    *out = L'\n';
+    return 1;
   }
   // One UTF-8 character; anything malformed (a stray continuation byte, a
   // lead byte without its continuations, overlong forms, surrogates, past
@@ -149,11 +218,19 @@ LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& histor
   el_set(m.el, EL_HIST, history, m.hist);
   el_set(m.el, EL_GETCFN, read_char);
   el_source(m.el, nullptr);  // the user's ~/.editrc, as every libedit program reads it
+  // On for the whole chat: text pasted while an answer streams waits, still
+  // marked, for the next prompt.
+  std::fputs(kPasteOn, stdout);
+  std::fflush(stdout);
 }
 
 LineEditor::~LineEditor() {
   if (impl_->hist != nullptr) history_end(impl_->hist);
-  if (impl_->el != nullptr) el_end(impl_->el);
+  if (impl_->el != nullptr) {
+    el_end(impl_->el);
+    std::fputs(kPasteOff, stdout);
+    std::fflush(stdout);
+  }
 }
 
 bool LineEditor::terminal() const { return impl_->el != nullptr; }
@@ -185,6 +262,7 @@ LineEditor::Result LineEditor::next(const std::string& prompt, std::string& out,
   }
   m.prompt = prompt;
   m.got_interrupt = false;
+  m.pasted = false;
   int count = 0;
   const char* line = el_gets(m.el, &count);
   if (m.got_interrupt) {
@@ -198,7 +276,14 @@ LineEditor::Result LineEditor::next(const std::string& prompt, std::string& out,
   if (line == nullptr || count <= 0) return Result::eof;
   out.assign(line, static_cast<size_t>(count));
   while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
-  return Result::line;
+  if (!m.pasted) return Result::line;
+  // Show what was pasted (libedit saw only the newline that ended the line).
+  while (!m.paste.empty() && m.paste.back() == '\n') m.paste.pop_back();
+  std::fputs(m.paste.c_str(), stdout);
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  out += m.paste;
+  return Result::pasted;
 }
 
 void LineEditor::remember(const std::string& line) {

@@ -13,7 +13,10 @@ namespace slm::cli {
 
 class LineEditor {
  public:
-  enum class Result { line, eof, interrupted };
+  // line: a typed line; pasted: a typed prefix plus a pasted block
+  // (bracketed paste), newlines kept, which continues the message being
+  // written rather than sending it.
+  enum class Result { line, pasted, eof, interrupted };
 
   // `interrupted` is the flag the SIGINT handler sets; `history_file` empty:
   // no history kept across runs.
