@@ -191,5 +191,45 @@ TEST(ChatPty, BracketedPasteIsOneMessage) {
   EXPECT_NE(p.output().find("\x1b[?2004l"), std::string::npos) << "bracketed paste is left on";
 }
 
+// /save writes the conversation as JSON; /load reads it back into the
+// conversation and the KV cache (context use jumps from 0 after /clear);
+// unreadable, non-JSON and ill-formed files are refused with a message and
+// the chat goes on.
+TEST(ChatPty, SaveAndLoadAConversation) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string file = test::temp_path("chat.json"), bad = test::temp_path("bad.json"),
+                    wrong = test::temp_path("wrong.json");
+  std::ofstream(bad) << "{ not json";
+  std::ofstream(wrong) << R"({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}]})";
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "512", "-n", "4", "--no-history", "--seed", "3"});
+  ASSERT_TRUE(p.started());
+  size_t at = p.wait_for("> ", 0);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  const std::string answer = ask(p, "hello there", at);
+  ASSERT_EQ(answer.find("(no "), std::string::npos) << answer;
+  auto command = [&](const std::string& line, const std::string& expect) {
+    p.send(line + "\r");
+    const size_t found = p.wait_for(expect, at);
+    EXPECT_NE(found, std::string::npos) << line << " did not show " << expect << ":\n" << p.output();
+    if (found != std::string::npos) at = found + expect.size();
+  };
+  command("/save " + file, "(saved 2 messages to " + file + ")");
+  std::ifstream saved(file);
+  const std::string json((std::istreambuf_iterator<char>(saved)), std::istreambuf_iterator<char>());
+  EXPECT_NE(json.find("\"role\": \"user\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"content\": \"hello there\""), std::string::npos) << json;
+  EXPECT_NE(json.find("\"role\": \"assistant\""), std::string::npos) << json;
+  command("/clear", "(conversation cleared)");
+  command("/show", "context: 0 of 512");
+  command("/load " + file, "(loaded 2 messages from " + file);
+  command("/show", "context: ");
+  EXPECT_NE(p.output().compare(at, 2, "0 "), 0) << "the loaded conversation is not in the KV cache";
+  command("/load " + test::temp_path("missing.json"), "(cannot read ");
+  command("/load " + bad, "is not JSON");
+  command("/load " + wrong, "has role 'system'");
+  command("/exit", "");
+  EXPECT_EQ(p.wait_exit(), 0) << p.output();
+}
+
 }  // namespace
 }  // namespace slm

@@ -24,6 +24,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "cli_util.h"
 #include "commands.h"
@@ -322,6 +323,8 @@ const char* kChatHelp =
     "  /set temp|top_k|top_p|min_p|seed VALUE    change sampling\n"
     "  /set system TEXT      a new system prompt (the conversation restarts)\n"
     "  /show                 model, chat template, context use, sampling\n"
+    "  /save FILE            the conversation as JSON\n"
+    "  /load FILE            a saved conversation, evaluated into the context\n"
     "input: \"\"\" opens and closes a multi-line message; a line ending in \\ continues;\n"
     "  //text sends a message that starts with /; pasted text (several lines too)\n"
     "  joins the message, which Enter then sends.\n"
@@ -361,6 +364,48 @@ std::string apply_set(const std::string& args, SamplerParams& sampling, std::str
   } catch (const std::exception&) {
     return fmt::format("'{}' is not a number", value);
   }
+}
+
+// /save FILE: {"format": "slm-chat", "model": NAME, "messages": [{"role",
+// "content"}, ...]}, the system prompt as the first message when there is
+// one. Returns the line to show.
+std::string save_conversation(const std::string& path, const std::string& model_name,
+                              const std::vector<ChatMessage>& history) {
+  if (path.empty()) return "usage: /save FILE";
+  nlohmann::json messages = nlohmann::json::array();
+  for (const ChatMessage& m : history) messages.push_back({{"role", m.role}, {"content", m.content}});
+  const nlohmann::json doc = {{"format", "slm-chat"}, {"model", model_name}, {"messages", messages}};
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << doc.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  out.flush();
+  if (!out) return fmt::format("(cannot write {}: {})", path, std::strerror(errno));
+  return fmt::format("(saved {} message{} to {})", history.size(), history.size() == 1 ? "" : "s", path);
+}
+
+// /load FILE: the messages of a file written by /save (or any JSON object
+// with such a "messages" array): roles system (first only), user and
+// assistant, string contents. Returns an error line, or "" with `out` set.
+std::string read_conversation(const std::string& path, std::vector<ChatMessage>& out) {
+  if (path.empty()) return "usage: /load FILE";
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return fmt::format("(cannot read {}: {})", path, std::strerror(errno));
+  const nlohmann::json doc = nlohmann::json::parse(in, nullptr, false);
+  if (doc.is_discarded()) return fmt::format("({} is not JSON (or not UTF-8): nothing loaded)", path);
+  if (!doc.is_object() || !doc.contains("messages") || !doc["messages"].is_array())
+    return fmt::format("({} has no \"messages\" array: nothing loaded)", path);
+  out.clear();
+  for (const nlohmann::json& m : doc["messages"]) {
+    const size_t i = out.size();
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+        !m["content"].is_string())
+      return fmt::format("({}: message {} needs a string \"role\" and \"content\": nothing loaded)", path, i + 1);
+    const std::string role = m["role"].get<std::string>();
+    if (role != "user" && role != "assistant" && !(role == "system" && i == 0))
+      return fmt::format("({}: message {} has role '{}' (user, assistant, or system first): nothing loaded)", path,
+                         i + 1, role);
+    out.push_back({role, m["content"].get<std::string>()});
+  }
+  return "";
 }
 
 int run_chat(const ChatOptions& o, bool verbose) {
@@ -490,6 +535,31 @@ int run_chat(const ChatOptions& o, bool verbose) {
                    model->info().device, model->chat_template().name(), session.n_past(), session.n_ctx(),
                    sp_.temperature, sp_.top_k, sp_.top_p, sp_.min_p, sp_.repeat_penalty,
                    sp_.seed ? fmt::format("{}", *sp_.seed) : std::string("random"), system.empty() ? "(none)" : system);
+      } else if (cmd == "/save") {
+        fmt::print("{}\n", save_conversation(args, model->info().name, history));
+      } else if (cmd == "/load") {
+        std::vector<ChatMessage> loaded;
+        if (const std::string error = read_conversation(args, loaded); !error.empty()) {
+          fmt::print("{}\n", error);
+          continue;
+        }
+        // The conversation goes into the KV cache now, so the next message
+        // evaluates only itself.
+        const ChatTemplate& tpl = model->chat_template();
+        const std::vector<TokenId> tokens = loaded.empty() ? std::vector<TokenId>{} : tpl.tokenize(tpl.render(loaded, false));
+        if (static_cast<int64_t>(tokens.size()) + answer_room > session.n_ctx()) {
+          fmt::print("(that conversation takes {} tokens; the context holds {} with room for an answer: not "
+                     "loaded)\n",
+                     tokens.size(), session.n_ctx());
+          continue;
+        }
+        history = std::move(loaded);
+        system = !history.empty() && history[0].role == "system" ? history[0].content : std::string();
+        kept = system.empty() ? 0 : 1;
+        session.reset();
+        if (!tokens.empty()) session.evaluate(tokens);
+        fmt::print("(loaded {} message{} from {}: {} tokens)\n", history.size(), history.size() == 1 ? "" : "s", args,
+                   tokens.size());
       } else {
         fmt::print("unknown command {}\n{}", cmd, kChatHelp);
       }
