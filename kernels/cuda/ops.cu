@@ -6,6 +6,9 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
+#include <utility>
 
 #include "cpu/blocks.h"
 #include "cuda/ops.h"
@@ -14,6 +17,48 @@ namespace slm::kernels::cuda {
 namespace {
 
 constexpr int kSeg = 32;  // elements per segment
+
+// Overlapped launches (programmatic dependent launch, compute capability
+// 9.0+): a kernel may be launched while the one before it in the stream is
+// still running. Every kernel here first waits for the previous kernel's
+// results (after_previous), then lets the next one launch; so what overlaps
+// is a launch and its blocks' setup with the previous kernel's tail — about
+// a microsecond per kernel, which at ~15 kernels per layer is much of a
+// small model's decode step. SLM_CUDA_PDL=0 turns it off.
+__device__ __forceinline__ void after_previous() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaGridDependencySynchronize();
+  cudaTriggerProgrammaticLaunchCompletion();
+#endif
+}
+
+bool overlap_launches() {
+  static const bool on = [] {
+    const char* env = std::getenv("SLM_CUDA_PDL");
+    if (env != nullptr && std::string_view(env) == "0") return false;
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) return false;
+    return major >= 9;
+  }();
+  return on;
+}
+
+// kernel<<<grid, block, shared, stream>>>(args...), overlapped where the GPU can.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), dim3 grid, dim3 block, size_t shared, cudaStream_t stream, Args&&... args) {
+  cudaLaunchConfig_t config{};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = shared;
+  config.stream = stream;
+  cudaLaunchAttribute overlap[1];
+  overlap[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  overlap[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = overlap;
+  config.numAttrs = overlap_launches() ? 1 : 0;
+  cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
 
 __device__ __forceinline__ float f16(uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
 __device__ __forceinline__ float bf16(uint16_t bits) { return __uint_as_float(static_cast<uint32_t>(bits) << 16); }
@@ -306,6 +351,7 @@ unsigned blocks_for(int64_t n, int per_block) { return static_cast<unsigned>((n 
 template <DType T>
 __global__ void embed_kernel(const uint8_t* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale,
                              float* x) {
+  after_previous();
   const int64_t segs = segments(E);
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= n * segs) return;
@@ -324,6 +370,7 @@ constexpr int kDequantThreads = 128;
 
 template <DType T>
 __global__ void dequantize_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, float* out) {
+  after_previous();
   __shared__ float tile[kDequantThreads * (kSeg + 1)];
   const int64_t segs = segments(K), total = rows * segs;
   const int64_t first = static_cast<int64_t>(blockIdx.x) * kDequantThreads;
@@ -365,6 +412,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 __global__ void permute_kernel(const float* x, int64_t ldx, int n, int64_t K, float* xp) {
+  after_previous();
   const int64_t segs = segments(K);
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;  // output index
   if (i >= n * segs * kSeg) return;
@@ -376,6 +424,7 @@ __global__ void permute_kernel(const float* x, int64_t ldx, int n, int64_t K, fl
 template <DType T, int NT>
 __global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const float* xp, int n,
                             float* y, int64_t ldy) {
+  after_previous();
   const int64_t segs = segments(K);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * kRowsPerWarp;
@@ -425,13 +474,8 @@ __global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, i
 // arithmetic is quantize_q8_block's (kernels/cpu/ref/quant_ref.cpp): d =
 // amax / 127, q = round-to-nearest-even(x * (1 / d)), s = sum(q) * d, each
 // step rounded as the reference rounds it, so the bytes are identical.
-__global__ void quantize_q8_act_kernel(const float* x, int64_t ldx, int n, int64_t K, BlockQ8Act* q) {
-  const int64_t blocks = K / kQK;
-  const int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (b >= n * blocks) return;  // the same for the whole warp
-  const int64_t t = b / blocks, i = b % blocks;
-  const float v = x[t * ldx + i * kQK + lane];
+// Lane j of a whole warp holds element j of a block: the warp writes it.
+__device__ __forceinline__ void quantize_block(float v, int lane, BlockQ8Act& out) {
   float amax = fabsf(v);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
@@ -441,11 +485,21 @@ __global__ void quantize_q8_act_kernel(const float* x, int64_t ldx, int n, int64
   int sum = level;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  q[b].qs[lane] = static_cast<int8_t>(level);
+  out.qs[lane] = static_cast<int8_t>(level);
   if (lane == 0) {
-    q[b].d = d;
-    q[b].s = __fmul_rn(__int2float_rn(sum), d);
+    out.d = d;
+    out.s = __fmul_rn(__int2float_rn(sum), d);
   }
+}
+
+__global__ void quantize_q8_act_kernel(const float* x, int64_t ldx, int n, int64_t K, BlockQ8Act* q) {
+  after_previous();
+  const int64_t blocks = K / kQK;
+  const int64_t b = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (b >= n * blocks) return;  // the same for the whole warp
+  const int64_t t = b / blocks, i = b % blocks;
+  quantize_block(x[t * ldx + i * kQK + lane], lane, q[b]);
 }
 
 // Levels<T>::load(row, i, q, d, m): weight block i of a row as the CPU
@@ -553,6 +607,7 @@ constexpr int kQ8MaxWarps = 4;
 template <DType T, int NT>
 __global__ void gemv_q8_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const BlockQ8Act* xq,
                                int n, float* y, int64_t ldy) {
+  after_previous();
   const int64_t blocks = K / kQK;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerWarp;
@@ -629,8 +684,12 @@ int max_shared_bytes() {
 constexpr int kNormThreads = 1024;
 constexpr int kNormPerThread = kMaxNormDim / kNormThreads;
 
+// With q (heads = 1, dim a multiple of 32, whole warps): the output rows'
+// 8-bit activations too, row t's blocks at q + t * dim / 32 — warp w holds
+// elements 32 w .. 32 w + 31 (+ k * blockDim), one block.
 __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64_t ld_out, int heads, int dim,
-                               const float* w, float eps) {
+                               const float* w, float eps, BlockQ8Act* q) {
+  after_previous();
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
   const float* x = in + t * ld_in + static_cast<int64_t>(h) * dim;
   float* y = out + t * ld_out + static_cast<int64_t>(h) * dim;
@@ -655,7 +714,11 @@ __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64
 #pragma unroll
   for (int k = 0; k < kNormPerThread; ++k) {
     const int i = threadIdx.x + k * blockDim.x;
-    if (i < dim) y[i] = v[k] * inv * w[i];
+    if (i < dim) {
+      const float yi = v[k] * inv * w[i];
+      y[i] = yi;
+      if (q != nullptr) quantize_block(yi, threadIdx.x % 32, q[static_cast<int64_t>(t) * (dim / kQK) + i / kQK]);
+    }
   }
 }
 
@@ -664,6 +727,7 @@ __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64
 // the others carry dims n_rot .. D unrotated.
 __global__ void rope_store_kernel(RopeStoreShape s, float* q, const float* k, const float* v, const float* cos,
                                   const float* sin, void* k_cache, void* v_cache) {
+  after_previous();
   const int D = s.head_dim, pairs = D / 2, half = s.n_rot / 2, all_heads = s.heads + 2 * s.kv_heads;
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= static_cast<int64_t>(s.n) * all_heads * pairs) return;
@@ -725,21 +789,29 @@ __device__ __forceinline__ float gelu1(float t) {
 }
 __device__ __forceinline__ float silu1(float t) { return t / (1.0f + expf(-t)); }
 
+// With q (F a multiple of 32: a warp is 32 consecutive outputs of one
+// token, one block): the outputs' 8-bit activations too, row t's blocks at
+// q + t * F / 32.
 __global__ void gated_kernel(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out,
-                             int64_t ld_out, int n, int F) {
+                             int64_t ld_out, int n, int F, BlockQ8Act* q) {
+  after_previous();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i >= static_cast<int64_t>(n) * F) return;
   const int64_t t = i / F, f = i % F;
   const float g = gate[t * ld_in + f];
-  out[t * ld_out + f] = (act == GatedAct::silu ? silu1(g) : gelu1(g)) * up[t * ld_in + f];
+  const float v = (act == GatedAct::silu ? silu1(g) : gelu1(g)) * up[t * ld_in + f];
+  out[t * ld_out + f] = v;
+  if (q != nullptr) quantize_block(v, threadIdx.x % 32, q[i / kQK]);
 }
 
 __global__ void add_kernel(float* y, const float* x, int64_t n) {
+  after_previous();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) y[i] += x[i];
 }
 
 __global__ void softcap_kernel(float* x, float cap, int64_t n) {
+  after_previous();
   const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
   if (i < n) x[i] = cap * tanhf(x[i] / cap);
 }
@@ -762,6 +834,7 @@ __device__ __forceinline__ float load_kv(const void* base, bool f16_cache, int64
 
 __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const float* q, const void* kc, const void* vc,
                                  float* out) {
+  after_previous();
   const int t = blockIdx.x;
   const int g = blockIdx.y;                         // kv head
   const int group = s.heads / s.kv_heads;           // query heads per kv head
@@ -903,6 +976,7 @@ __host__ __device__ size_t tiled_shared_floats(int D) {
 
 __global__ void attention_tiled_kernel(AttentionShape s, int heads_per_block, const float* q, const void* kc,
                                        const void* vc, float* out) {
+  after_previous();
   extern __shared__ float sh[];
   const int D = s.head_dim, group = s.heads / s.kv_heads;
   const int tokens_per_block = kRows / heads_per_block;
@@ -1023,7 +1097,7 @@ struct EmbedLaunch {
   template <DType T>
   void run() const {
     const int64_t work = n * segments(E);
-    embed_kernel<T><<<blocks_for(work, kThreads), kThreads, 0, stream>>>(table, row_bytes, tokens, n, E, scale, x);
+    launch(embed_kernel<T>, blocks_for(work, kThreads), kThreads, 0, stream, table, row_bytes, tokens, n, E, scale, x);
   }
 };
 
@@ -1037,7 +1111,7 @@ struct DequantizeLaunch {
   void run() const {
     const int64_t work = rows * segments(K);
     if (work == 0) return;
-    dequantize_kernel<T><<<blocks_for(work, kDequantThreads), kDequantThreads, 0, stream>>>(first, row_bytes, rows, K, out);
+    launch(dequantize_kernel<T>, blocks_for(work, kDequantThreads), kDequantThreads, 0, stream, first, row_bytes, rows, K, out);
   }
 };
 
@@ -1057,16 +1131,15 @@ struct GemvLaunch {
   void run() const {
     if (rows == 0 || n == 0) return;
     const int64_t padded = segments(K) * kSeg;
-    permute_kernel<<<blocks_for(n * padded, kThreads), kThreads, 0, stream>>>(x, ldx, n, K, scratch);
+    launch(permute_kernel, blocks_for(n * padded, kThreads), kThreads, 0, stream, x, ldx, n, K, scratch);
     const unsigned grid = blocks_for(rows, kRowsPerBlock);
     for (int t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
       const int nt = n - t0 < kGemvMaxTokens ? n - t0 : kGemvMaxTokens;
       const float* xp = scratch + t0 * padded;
       if (nt == 1)
-        gemv_kernel<T, 1><<<grid, kGemvWarps * 32, 0, stream>>>(w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy);
+        launch(gemv_kernel<T, 1>, grid, kGemvWarps * 32, 0, stream, w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy);
       else
-        gemv_kernel<T, kGemvMaxTokens><<<grid, kGemvWarps * 32, 0, stream>>>(w, row_bytes, rows, K, xp, nt,
-                                                                             y + t0 * ldy, ldy);
+        launch(gemv_kernel<T, kGemvMaxTokens>, grid, kGemvWarps * 32, 0, stream, w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy);
     }
   }
 };
@@ -1092,10 +1165,9 @@ struct GemvQ8Launch {
         const int nt = n - t0 < kGemvMaxTokens ? n - t0 : kGemvMaxTokens;
         const BlockQ8Act* x = xq + t0 * (K / kQK);
         if (nt == 1)
-          gemv_q8_kernel<T, 1><<<grid, threads, 0, stream>>>(w, row_bytes, rows, K, x, nt, y + t0 * ldy, ldy);
+          launch(gemv_q8_kernel<T, 1>, grid, threads, 0, stream, w, row_bytes, rows, K, x, nt, y + t0 * ldy, ldy);
         else
-          gemv_q8_kernel<T, kGemvMaxTokens><<<grid, threads, 0, stream>>>(w, row_bytes, rows, K, x, nt, y + t0 * ldy,
-                                                                           ldy);
+          launch(gemv_q8_kernel<T, kGemvMaxTokens>, grid, threads, 0, stream, w, row_bytes, rows, K, x, nt, y + t0 * ldy, ldy);
       }
     }
   }
@@ -1140,29 +1212,41 @@ bool gemv_q8_supports(DType type, int64_t K) {
 void quantize_q8_act(const float* x, int64_t ldx, int n, int64_t K, void* q, cudaStream_t stream) {
   const int64_t threads = n * (K / kQK) * 32;
   if (threads == 0) return;
-  quantize_q8_act_kernel<<<blocks_for(threads, kThreads), kThreads, 0, stream>>>(x, ldx, n, K,
-                                                                                 static_cast<BlockQ8Act*>(q));
+  launch(quantize_q8_act_kernel, blocks_for(threads, kThreads), kThreads, 0, stream, x, ldx, n, K, static_cast<BlockQ8Act*>(q));
 }
 
 void gemv_q8(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
              float* y, int64_t ldy, float* scratch, cudaStream_t stream) {
   quantize_q8_act(x, ldx, n, K, scratch, stream);
-  with_type(type, GemvQ8Launch{static_cast<const uint8_t*>(w), row_bytes, rows, K,
-                               reinterpret_cast<const BlockQ8Act*>(scratch), n, y, ldy, stream});
+  gemv_q8_quantized(type, w, row_bytes, rows, K, scratch, n, y, ldy, stream);
+}
+
+void gemv_q8_quantized(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const void* xq, int n,
+                       float* y, int64_t ldy, cudaStream_t stream) {
+  with_type(type, GemvQ8Launch{static_cast<const uint8_t*>(w), row_bytes, rows, K, static_cast<const BlockQ8Act*>(xq),
+                               n, y, ldy, stream});
 }
 
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
              float eps, cudaStream_t stream) {
   // A thread per element up to kNormThreads (more loads in flight), whole warps.
   const int threads = dim >= kNormThreads ? kNormThreads : ((dim + 31) / 32) * 32;
-  rmsnorm_kernel<<<static_cast<unsigned>(n * heads), threads, 0, stream>>>(in, ld_in, out, ld_out, heads, dim, w, eps);
+  launch(rmsnorm_kernel, static_cast<unsigned>(n * heads), threads, 0, stream, in, ld_in, out, ld_out, heads, dim, w, eps,
+         static_cast<BlockQ8Act*>(nullptr));
+}
+
+void rmsnorm_q8(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int dim, const float* w, float eps,
+                void* q, cudaStream_t stream) {
+  const int threads = dim >= kNormThreads ? kNormThreads : dim;  // dim is a multiple of 32
+  launch(rmsnorm_kernel, static_cast<unsigned>(n), threads, 0, stream, in, ld_in, out, ld_out, 1, dim, w, eps,
+         static_cast<BlockQ8Act*>(q));
 }
 
 void rope_store(const RopeStoreShape& s, float* q, const float* k, const float* v, const float* cos, const float* sin,
                 void* k_cache, void* v_cache, cudaStream_t stream) {
   const int64_t work = static_cast<int64_t>(s.n) * (s.heads + 2 * s.kv_heads) * (s.head_dim / 2);
   if (work == 0) return;
-  rope_store_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(s, q, k, v, cos, sin, k_cache, v_cache);
+  launch(rope_store_kernel, blocks_for(work, kThreads), kThreads, 0, stream, s, q, k, v, cos, sin, k_cache, v_cache);
 }
 
 void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,
@@ -1172,7 +1256,7 @@ void attention(const AttentionShape& s, const float* q, const void* k_cache, con
     const dim3 grid(static_cast<unsigned>(s.n), static_cast<unsigned>(s.kv_heads));
     for (int g0 = 0; g0 < group; g0 += kMaxGroup) {
       const int group_n = group - g0 < kMaxGroup ? group - g0 : kMaxGroup;
-      attention_kernel<<<grid, kAttnThreads, 0, stream>>>(s, g0, group_n, q, k_cache, v_cache, out);
+      launch(attention_kernel, grid, kAttnThreads, 0, stream, s, g0, group_n, q, k_cache, v_cache, out);
     }
     return;
   }
@@ -1188,21 +1272,29 @@ void attention(const AttentionShape& s, const float* q, const void* k_cache, con
   const dim3 grid(static_cast<unsigned>((s.n + tokens_per_block - 1) / tokens_per_block),
                   static_cast<unsigned>(s.kv_heads),
                   static_cast<unsigned>((group + heads_per_block - 1) / heads_per_block));
-  attention_tiled_kernel<<<grid, kTiledWarps * 32, shared, stream>>>(s, heads_per_block, q, k_cache, v_cache, out);
+  launch(attention_tiled_kernel, grid, kTiledWarps * 32, shared, stream, s, heads_per_block, q, k_cache, v_cache, out);
 }
 
 void gated(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,
            cudaStream_t stream) {
   const int64_t work = static_cast<int64_t>(n) * F;
-  gated_kernel<<<blocks_for(work, kThreads), kThreads, 0, stream>>>(act, gate, up, ld_in, out, ld_out, n, F);
+  launch(gated_kernel, blocks_for(work, kThreads), kThreads, 0, stream, act, gate, up, ld_in, out, ld_out, n, F,
+         static_cast<BlockQ8Act*>(nullptr));
+}
+
+void gated_q8(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,
+              void* q, cudaStream_t stream) {
+  const int64_t work = static_cast<int64_t>(n) * F;
+  launch(gated_kernel, blocks_for(work, kThreads), kThreads, 0, stream, act, gate, up, ld_in, out, ld_out, n, F,
+         static_cast<BlockQ8Act*>(q));
 }
 
 void add(float* y, const float* x, int64_t n, cudaStream_t stream) {
-  add_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(y, x, n);
+  launch(add_kernel, blocks_for(n, kThreads), kThreads, 0, stream, y, x, n);
 }
 
 void softcap(float* x, float cap, int64_t n, cudaStream_t stream) {
-  softcap_kernel<<<blocks_for(n, kThreads), kThreads, 0, stream>>>(x, cap, n);
+  launch(softcap_kernel, blocks_for(n, kThreads), kThreads, 0, stream, x, cap, n);
 }
 
 }  // namespace slm::kernels::cuda

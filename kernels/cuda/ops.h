@@ -45,14 +45,23 @@ void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, 
 bool gemv_q8_supports(DType type, int64_t K);
 void gemv_q8(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
              float* y, int64_t ldy, float* scratch, cudaStream_t stream);
-// x ([n, K] ldx) as BlockQ8Act blocks, [n][K / 32], into q (exposed for tests).
+// x ([n, K] ldx) as BlockQ8Act blocks, [n][K / 32], into q.
 void quantize_q8_act(const float* x, int64_t ldx, int n, int64_t K, void* q, cudaStream_t stream);
+// gemv_q8 on activations already quantized (quantize_q8_act, rmsnorm_q8,
+// gated_q8): xq is [n][K / 32] blocks.
+void gemv_q8_quantized(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const void* xq, int n,
+                       float* y, int64_t ldy, cudaStream_t stream);
 
 // out[r] = in[r] * rsqrt(mean(in[r]^2) + eps) * w for `rows` rows of `dim`
 // floats: row (t, h) of a [n, heads * dim] ld buffer, so one call covers a
 // residual stream (heads = 1) or every head of q / k (out may alias in).
 // dim <= kMaxNormDim.
 constexpr int kMaxNormDim = 8192;
+// rmsnorm of whole rows (heads = 1) that also writes the outputs as 8-bit
+// activations into q, exactly as quantize_q8_act would: the int8 GEMV's
+// input without another pass. dim must be a multiple of 32.
+void rmsnorm_q8(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int dim, const float* w, float eps,
+                void* q, cudaStream_t stream);
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
              float eps, cudaStream_t stream);
 
@@ -94,6 +103,10 @@ enum class GatedAct { silu, gelu };
 // out[t][i] = act(gate[t][i]) * up[t][i], i < F; gate/up rows at ld_in, out rows at ld_out.
 void gated(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,
            cudaStream_t stream);
+// The same, also writing the outputs as 8-bit activations into q ([n][F /
+// 32] blocks, as quantize_q8_act). F must be a multiple of 32.
+void gated_q8(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,
+              void* q, cudaStream_t stream);
 
 void add(float* y, const float* x, int64_t n, cudaStream_t stream);               // y += x
 void softcap(float* x, float cap, int64_t n, cudaStream_t stream);                // x = cap * tanh(x / cap)

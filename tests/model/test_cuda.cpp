@@ -250,6 +250,43 @@ TEST(CudaKernels, Int8GemvMatchesTheCpuReference) {
   }
 }
 
+// The norm and the gated activation that also write their outputs' 8-bit
+// activations: the f32 outputs equal the plain kernels', the bytes equal
+// quantize_q8_act of those outputs.
+TEST(CudaKernels, FusedQuantizationEqualsTheSeparatePasses) {
+  SLM_REQUIRE_GPU();
+  const int n = 3;
+  std::mt19937 rng(23);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  for (int dim : {96, 3072, 8192}) {
+    SCOPED_TRACE("dim " + std::to_string(dim));
+    std::vector<float> x(static_cast<size_t>(2 * n * dim)), w(static_cast<size_t>(dim));
+    for (float& v : x) v = dist(rng);
+    for (float& v : w) v = 1.0f + 0.1f * dist(rng);
+    const size_t q_bytes = kernels::act_row_bytes(kernels::ActFormat::q8_32, dim) * n;
+    DevArray<float> dx(x), dw(w), plain(static_cast<size_t>(n * dim)), fused(static_cast<size_t>(n * dim)),
+        q_fused(q_bytes / sizeof(float)), q_plain(q_bytes / sizeof(float));
+    // RMSNorm of n rows.
+    kernels::cuda::rmsnorm(dx.p, dim, plain.p, dim, n, 1, dim, dw.p, 1e-5f, nullptr);
+    kernels::cuda::rmsnorm_q8(dx.p, dim, fused.p, dim, n, dim, dw.p, 1e-5f, q_fused.p, nullptr);
+    kernels::cuda::quantize_q8_act(plain.p, dim, n, dim, q_plain.p, nullptr);
+    EXPECT_EQ(fused.get(static_cast<size_t>(n * dim)), plain.get(static_cast<size_t>(n * dim)));
+    auto same_bytes = [](const std::vector<float>& a, const std::vector<float>& b) {  // int8 bytes, not floats
+      return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+    };
+    EXPECT_TRUE(same_bytes(q_fused.get(q_bytes / sizeof(float)), q_plain.get(q_bytes / sizeof(float))));
+    // SwiGLU over [gate | up] rows of 2 * dim.
+    kernels::cuda::gated(kernels::cuda::GatedAct::silu, dx.p, dx.p + dim, 2 * dim, plain.p, dim, n / 2 + 1, dim, nullptr);
+    kernels::cuda::gated_q8(kernels::cuda::GatedAct::silu, dx.p, dx.p + dim, 2 * dim, fused.p, dim, n / 2 + 1, dim,
+                            q_fused.p, nullptr);
+    kernels::cuda::quantize_q8_act(plain.p, dim, n / 2 + 1, dim, q_plain.p, nullptr);
+    const size_t rows = static_cast<size_t>(n / 2 + 1);
+    EXPECT_EQ(fused.get(rows * dim), plain.get(rows * dim));
+    EXPECT_TRUE(same_bytes(q_fused.get(q_bytes / n * rows / sizeof(float)), q_plain.get(q_bytes / n * rows / sizeof(float))));
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  }
+}
+
 // Runs `tokens` through a fresh context; all logits.
 std::vector<float> run(const Model& m, const std::vector<int32_t>& tokens, int64_t n_batch, int64_t n_ctx = 512) {
   ContextParams p;

@@ -235,6 +235,7 @@ class CudaForward final : public Forward {
     logits_ = DeviceBuffer(static_cast<size_t>(kLogitRows * hp.n_vocab) * sizeof(float));
     tile_ = DeviceBuffer(static_cast<size_t>(std::min(largest, kDequantTile)) * sizeof(float));
     gemv_scratch_ = DeviceBuffer(ops::gemv_scratch_floats(ops::kGemvMaxTokens, widest) * sizeof(float));
+    xq_ = DeviceBuffer(ops::gemv_scratch_floats(ops::kGemvMaxTokens, std::max(hp.n_embd, hp.n_ff)) * sizeof(float));
     const size_t step_capacity = step_layout(c.n_batch).bytes;
     step_ = DeviceBuffer(step_capacity);
     host_step_ = PinnedBuffer(step_capacity);
@@ -262,12 +263,19 @@ class CudaForward final : public Forward {
   void norm(const float* in, const Weight& w, float* out) override {
     if (replaying_) return;
     const int E = static_cast<int>(hp_.n_embd);
+    if (fuse_q8(E)) {  // the next matmuls' 8-bit activations come with the norm
+      ops::rmsnorm_q8(in, E, out, E, static_cast<int>(n_tokens_), E, w_.vec(w), hp_.rms_eps, xq_.get(), stream_);
+      quantized(out, E);
+      return;
+    }
     ops::rmsnorm(in, E, out, E, static_cast<int>(n_tokens_), 1, E, w_.vec(w), hp_.rms_eps, stream_);
+    written(out);
   }
 
   void add_residual(const float* o) override {
     if (replaying_) return;
     ops::add(x_.f(), o, n_tokens_ * hp_.n_embd, stream_);
+    written(x_.f());
   }
 
   void attention(int layer, const float* in, float* out) override {
@@ -330,6 +338,7 @@ class CudaForward final : public Forward {
     s.softcap = hp_.attn_softcap;
     s.kv_f16 = kv_f16_;
     ops::attention(s, q, k_cache_[l].get(), v_cache_[l].get(), attn_.f(), stream_);
+    written(attn_.f());
     matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.f(), n_tokens_, out, hp_.n_embd);
   }
 
@@ -338,13 +347,22 @@ class CudaForward final : public Forward {
     const int n = static_cast<int>(n_tokens_);
     const int64_t F = hp_.n_ff;
     const auto g = act == Activation::silu ? ops::GatedAct::silu : ops::GatedAct::gelu;
+    const float *gate_out, *up_out;
+    int64_t ld;
     if (const Weight& gate = model_.layer(layer, Slot::ffn_gate)) {
       matmul(gate.matrix, in, n_tokens_, act_.f(), F);
       matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n_tokens_, up_.f(), F);
-      ops::gated(g, act_.f(), up_.f(), F, act_.f(), F, n, static_cast<int>(F), stream_);
+      gate_out = act_.f(), up_out = up_.f(), ld = F;
     } else {  // fused: each row = [gate (F) | up (F)]
       matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n_tokens_, up_.f(), 2 * F);
-      ops::gated(g, up_.f(), up_.f() + F, 2 * F, act_.f(), F, n, static_cast<int>(F), stream_);
+      gate_out = up_.f(), up_out = up_.f() + F, ld = 2 * F;
+    }
+    if (fuse_q8(F)) {  // the down projection's 8-bit activations come with the activation
+      ops::gated_q8(g, gate_out, up_out, ld, act_.f(), F, n, static_cast<int>(F), xq_.get(), stream_);
+      quantized(act_.f(), F);
+    } else {
+      ops::gated(g, gate_out, up_out, ld, act_.f(), F, n, static_cast<int>(F), stream_);
+      written(act_.f());
     }
     matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.f(), n_tokens_, out, hp_.n_embd);
   }
@@ -352,6 +370,7 @@ class CudaForward final : public Forward {
   void logits(int64_t first, float* out) override {
     const int64_t E = hp_.n_embd, V = hp_.n_vocab;
     const Weight& norm_w = model_.global(Slot::output_norm);
+    xq_of_ = nullptr;  // the norm below writes xn directly
     for (int64_t r0 = first; r0 < n_tokens_; r0 += kLogitRows) {
       const int64_t rows = std::min(kLogitRows, n_tokens_ - r0);
       ops::rmsnorm(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), 1, static_cast<int>(E),
@@ -376,7 +395,7 @@ class CudaForward final : public Forward {
   size_t scratch_bytes() const override {
     size_t total = 0;
     for (const DeviceBuffer* b :
-         {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &step_, &gemv_scratch_})
+         {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &step_, &gemv_scratch_, &xq_})
       total += b->bytes();
     return total;
   }
@@ -386,6 +405,7 @@ class CudaForward final : public Forward {
   void embed(const int32_t* tokens) override {
     abandon_capture();  // a batch that threw before finish_layers()
     replaying_ = false;
+    xq_of_ = nullptr;
     const int n = static_cast<int>(n_tokens_);
     // The pinned step buffer is rewritten only once the previous batch's
     // upload has left it.
@@ -441,6 +461,20 @@ class CudaForward final : public Forward {
   }
 
   // Ends a recording left open by an exception, discarding what it holds.
+  // The 8-bit activations in xq_ are those of the buffer xq_of_ (rows of
+  // xq_k_ floats, this batch): norm() and gated_mlp() write them along with
+  // their outputs when the int8 GEMV will read them (a batch of at most
+  // kGemvMaxTokens, rows a multiple of 32), so the matmuls on those outputs
+  // skip quantizing. Anything else that writes xq_of_ forgets them.
+  bool fuse_q8(int64_t K) const { return q8_gemv_ && n_tokens_ <= ops::kGemvMaxTokens && K % 32 == 0; }
+  void quantized(const float* buffer, int64_t K) {
+    xq_of_ = buffer;
+    xq_k_ = K;
+  }
+  void written(const float* buffer) {
+    if (buffer == xq_of_) xq_of_ = nullptr;
+  }
+
   void abandon_capture() {
     if (!capturing_) return;
     capturing_ = false;
@@ -474,10 +508,15 @@ class CudaForward final : public Forward {
   // y = W x: [n, K] -> [n, rows] ldy.
   void matmul(const kernels::WeightMatrix& m, const float* in, int64_t n, float* out, int64_t ldy) {
     const void* w = w_.matrix(m);
+    written(out);
     if (n <= ops::kGemvMaxTokens) {
-      const auto gemv = q8_gemv_ && ops::gemv_q8_supports(m.type, m.cols) ? ops::gemv_q8 : ops::gemv;
-      gemv(m.type, w, m.row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out, ldy, gemv_scratch_.f(),
-           stream_);
+      const bool int8 = q8_gemv_ && ops::gemv_q8_supports(m.type, m.cols);
+      if (int8 && in == xq_of_ && m.cols == xq_k_)  // quantized by the norm or the activation that wrote `in`
+        ops::gemv_q8_quantized(m.type, w, m.row_bytes, m.rows, m.cols, xq_.get(), static_cast<int>(n), out, ldy,
+                               stream_);
+      else
+        (int8 ? ops::gemv_q8 : ops::gemv)(m.type, w, m.row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out,
+                                          ldy, gemv_scratch_.f(), stream_);
       return;
     }
     const float one = 1.0f, zero = 0.0f;
@@ -512,6 +551,9 @@ class CudaForward final : public Forward {
   std::vector<DeviceBuffer> k_cache_, v_cache_;
   size_t kv_bytes_ = 0;
   DeviceBuffer x_, xn_, o_, q_, kk_, vv_, attn_, up_, act_, logits_, tile_, gemv_scratch_;
+  DeviceBuffer xq_;     // 8-bit activations of xq_of_ (see fuse_q8)
+  const float* xq_of_ = nullptr;
+  int64_t xq_k_ = 0;
   DeviceBuffer step_;   // the batch's inputs (StepLayout)
   StepLayout layout_;   // of the batch being evaluated
   PinnedBuffer host_step_, host_logits_;
