@@ -2,6 +2,7 @@
 #pragma once
 
 #include "slm/chat.h"
+#include "slm/engine.h"
 #include "slm/error.h"
 #include "slm/generate.h"
 #include "slm/model.h"

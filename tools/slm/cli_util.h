@@ -53,6 +53,7 @@ inline std::vector<int64_t> parse_int_list(const std::string& list, const char* 
 inline constexpr std::pair<const char*, const char*> kOneDashFlags[] = {
     {"-ngl", "--n-gpu-layers"},
     {"-sys", "--system-prompt"},
+    {"-np", "--parallel"},
 };
 
 // Thrown when Ctrl-C stopped a command: main() exits with status 130.

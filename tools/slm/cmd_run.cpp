@@ -28,6 +28,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "gen_options.h"
 #include "line_editor.h"
 #include "model_dir.h"
 #include "core/log.h"
@@ -35,33 +36,6 @@
 #include "slm/slm.h"
 
 namespace slm::cli {
-namespace {
-
-// Flags shared by run and chat.
-struct GenOptions {
-  std::string model;
-  std::string model_positional;  // `slm run MODEL ...`: the same as -m
-  int64_t n_predict = -1;  // -1: until end of turn / context
-  float temp = 0.8f;
-  int top_k = 40;
-  float top_p = 0.95f;
-  float min_p = 0.05f;
-  float repeat_penalty = 1.0f;
-  float presence_penalty = 0.0f;
-  float frequency_penalty = 0.0f;
-  int repeat_last_n = 64;
-  std::string seed = "-1";  // -1, or 0 .. 2^64 - 1 (a random seed printed by --stats can be given back)
-  std::vector<std::string> reverse_prompts;  // extra stop texts
-  bool ignore_eos = false;
-  std::string system;
-  std::string chat_template;  // NAME or FILE; empty: the model's
-  bool no_mmap = false;
-  bool mlock = false;
-  int threads = 0;
-  int64_t ctx = 0;
-  int64_t batch = 512;
-  DeviceOptions device;
-};
 
 // A seed: decimal digits only, at most 2^64 - 1.
 std::optional<uint64_t> parse_seed(const std::string& v) {
@@ -150,7 +124,7 @@ SessionParams session_params(const GenOptions& o) {
 
 // Loads a model; on a terminal, files over 256 MiB show a progress line.
 // --chat-template: a format name, or a file holding a Jinja template.
-std::string chat_template_arg(const std::string& arg) {
+static std::string chat_template_arg(const std::string& arg) {
   const std::vector<std::string> names = ChatTemplate::names();
   if (arg.empty() || std::find(names.begin(), names.end(), arg) != names.end()) return arg;
   std::error_code ec;
@@ -189,6 +163,8 @@ std::shared_ptr<const Model> load_model(const GenOptions& o) {
                o.ctx, model->info().n_ctx_train, model->info().name.empty() ? path : model->info().name);
   return model;
 }
+
+namespace {
 
 // Ctrl-C: the first press stops the current answer; handled by polling.
 std::atomic<bool> g_interrupted{false};

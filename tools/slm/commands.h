@@ -20,6 +20,7 @@ Command add_logits(CLI::App& app);
 Command add_bench(CLI::App& app);
 Command add_run(CLI::App& app);
 Command add_chat(CLI::App& app);
+Command add_serve(CLI::App& app);
 Command add_quantize(CLI::App& app);
 Command add_perplexity(CLI::App& app);
 Command add_list(CLI::App& app);

@@ -56,6 +56,7 @@ int main(int argc, char** argv) {
   add(slm::cli::add_bench);
   add(slm::cli::add_run);
   add(slm::cli::add_chat);
+  add(slm::cli::add_serve);
   add(slm::cli::add_quantize);
   add(slm::cli::add_perplexity);
   add(slm::cli::add_list);

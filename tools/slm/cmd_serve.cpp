@@ -1,0 +1,533 @@
+// slm serve: an OpenAI-compatible HTTP API (and a small chat page) over
+// slm::Engine. Requests are checked field by field here; the engine queues
+// them and runs them on its slots (include/slm/engine.h).
+#include <httplib.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdlib>
+#include <ctime>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "gen_options.h"
+#include "serve_page.h"
+#include "slm/slm.h"
+
+namespace slm::cli {
+namespace {
+
+using nlohmann::json;
+
+struct ServeOptions : GenOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  int parallel = 1;
+  int max_queue = 64;
+  std::string api_key;
+  int64_t max_body_mib = 8;
+};
+
+// A request the API refuses: HTTP `status` with OpenAI's error body.
+struct ApiError {
+  int status = 400;
+  std::string message;
+  std::string param;  // the request field at fault ("" = none)
+  std::string type = "invalid_request_error";
+};
+
+json error_body(const ApiError& e) {
+  return {{"error",
+           {{"message", e.message},
+            {"type", e.type},
+            {"param", e.param.empty() ? json(nullptr) : json(e.param)},
+            {"code", nullptr}}}};
+}
+
+void send_error(httplib::Response& res, const ApiError& e) {
+  res.status = e.status;
+  res.set_content(error_body(e).dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+}
+
+ApiError bad(std::string param, std::string message) { return {400, std::move(message), std::move(param)}; }
+
+// ---- request fields: each checked for type and range, naming the field.
+
+json parse_body(const httplib::Request& req) {
+  json body = json::parse(req.body, nullptr, false);
+  if (body.is_discarded()) throw bad("", "the request body is not valid JSON (or not valid UTF-8)");
+  if (!body.is_object()) throw bad("", "the request body must be a JSON object");
+  return body;
+}
+
+std::optional<double> number(const json& body, const char* key, double min, double max) {
+  if (!body.contains(key) || body[key].is_null()) return std::nullopt;
+  const json& v = body[key];
+  if (!v.is_number()) throw bad(key, fmt::format("'{}' must be a number", key));
+  const double x = v.get<double>();
+  if (!(x >= min && x <= max)) throw bad(key, fmt::format("'{}' must be between {} and {}", key, min, max));
+  return x;
+}
+
+std::optional<int64_t> integer(const json& body, const char* key, int64_t min, int64_t max) {
+  if (!body.contains(key) || body[key].is_null()) return std::nullopt;
+  const json& v = body[key];
+  if (!v.is_number_integer()) throw bad(key, fmt::format("'{}' must be an integer", key));
+  if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(max) : v.get<int64_t>() > max)
+    throw bad(key, fmt::format("'{}' must be at most {}", key, max));
+  if (!v.is_number_unsigned() && v.get<int64_t>() < min)
+    throw bad(key, fmt::format("'{}' must be at least {}", key, min));
+  return v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+}
+
+bool boolean(const json& body, const char* key, bool fallback) {
+  if (!body.contains(key) || body[key].is_null()) return fallback;
+  if (!body[key].is_boolean()) throw bad(key, fmt::format("'{}' must be true or false", key));
+  return body[key].get<bool>();
+}
+
+// The sampling and length fields both endpoints share, over the server's
+// defaults (the command line's flags).
+GenerateParams generation(const json& body, const GenerateParams& defaults, int64_t default_max_tokens) {
+  GenerateParams p = defaults;
+  SamplerParams& s = p.sampling;
+  if (auto v = number(body, "temperature", 0, 100)) s.temperature = static_cast<float>(*v);
+  if (auto v = number(body, "top_p", 0, 1)) s.top_p = static_cast<float>(*v);
+  if (auto v = integer(body, "top_k", 0, 1 << 30)) s.top_k = static_cast<int>(*v);
+  if (auto v = number(body, "min_p", 0, 1)) s.min_p = static_cast<float>(*v);
+  if (auto v = number(body, "repeat_penalty", 0.01, 100)) s.repeat_penalty = static_cast<float>(*v);
+  if (auto v = number(body, "presence_penalty", -2, 2)) s.presence_penalty = static_cast<float>(*v);
+  if (auto v = number(body, "frequency_penalty", -2, 2)) s.frequency_penalty = static_cast<float>(*v);
+  if (body.contains("seed") && !body["seed"].is_null()) {
+    const json& v = body["seed"];
+    if (!v.is_number_integer()) throw bad("seed", "'seed' must be an integer");
+    s.seed = v.is_number_unsigned() ? v.get<uint64_t>() : static_cast<uint64_t>(v.get<int64_t>());
+  }
+  p.max_tokens = default_max_tokens;
+  for (const char* key : {"max_tokens", "max_completion_tokens"})
+    if (auto v = integer(body, key, 1, int64_t{1} << 40)) p.max_tokens = *v;
+  if (auto n = integer(body, "n", 1, 1000); n && *n != 1) throw bad("n", "'n' must be 1: slm returns one choice");
+  if (body.contains("stop") && !body["stop"].is_null()) {
+    const json& v = body["stop"];
+    std::vector<std::string> stops;
+    if (v.is_string()) {
+      stops.push_back(v.get<std::string>());
+    } else if (v.is_array() && v.size() <= 16) {
+      for (const json& x : v) {
+        if (!x.is_string()) throw bad("stop", "'stop' must be a string or an array of strings");
+        stops.push_back(x.get<std::string>());
+      }
+    } else {
+      throw bad("stop", "'stop' must be a string or an array of at most 16 strings");
+    }
+    for (const std::string& t : stops)
+      if (t.empty()) throw bad("stop", "'stop' strings must not be empty");
+    p.stop.insert(p.stop.end(), stops.begin(), stops.end());
+  }
+  return p;
+}
+
+// messages: [{role, content}], content a string or an array of text parts.
+std::vector<ChatMessage> messages_of(const json& body) {
+  if (!body.contains("messages")) throw bad("messages", "'messages' is required");
+  const json& v = body["messages"];
+  if (!v.is_array() || v.empty()) throw bad("messages", "'messages' must be a non-empty array");
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    const json& m = v[i];
+    const std::string at = fmt::format("messages[{}]", i);
+    if (!m.is_object()) throw bad(at, fmt::format("'{}' must be an object", at));
+    if (!m.contains("role") || !m["role"].is_string()) throw bad(at + ".role", fmt::format("'{}.role' must be a string", at));
+    std::string role = m["role"].get<std::string>();
+    if (role == "developer") role = "system";  // OpenAI's newer name for it
+    if (role != "system" && role != "user" && role != "assistant")
+      throw bad(at + ".role", fmt::format("'{}.role' is '{}': slm takes system, user and assistant messages", at, role));
+    std::string content;
+    const json c = m.contains("content") ? m["content"] : json(nullptr);
+    if (c.is_string()) {
+      content = c.get<std::string>();
+    } else if (c.is_array()) {
+      for (const json& part : c) {
+        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+          throw bad(at + ".content", fmt::format("'{}.content' parts must be {{\"type\": \"text\", \"text\": ...}}: "
+                                                 "slm reads text only",
+                                                 at));
+        content += part["text"].get<std::string>();
+      }
+    } else if (!(c.is_null() && role == "assistant")) {
+      throw bad(at + ".content", fmt::format("'{}.content' must be a string or an array of text parts", at));
+    }
+    out.push_back({role, content});
+  }
+  return out;
+}
+
+std::string prompt_of(const json& body) {
+  if (!body.contains("prompt")) throw bad("prompt", "'prompt' is required");
+  const json& v = body["prompt"];
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_array() && v.size() == 1 && v[0].is_string()) return v[0].get<std::string>();
+  throw bad("prompt", "'prompt' must be a string (or an array of one string)");
+}
+
+std::string finish_reason(StopReason r) {
+  return r == StopReason::max_tokens || r == StopReason::context_full ? "length" : "stop";
+}
+
+json usage(const GenerateResult& r) {
+  return {{"prompt_tokens", r.n_prompt},
+          {"completion_tokens", r.n_generated},
+          {"total_tokens", r.n_prompt + r.n_generated},
+          {"prompt_tokens_details", {{"cached_tokens", r.n_reused}}}};
+}
+
+// ---- streaming: the engine's worker hands pieces to the HTTP thread that
+// writes the response.
+
+struct Stream {
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::string> pieces;
+  std::atomic<bool> gone{false};  // the client went away: stop generating
+};
+
+bool constant_time_equal(const std::string& a, const std::string& b) {
+  unsigned char diff = a.size() == b.size() ? 0 : 1;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i % (b.empty() ? 1 : b.size())]);
+  return diff == 0 && !b.empty();
+}
+
+class Server {
+ public:
+  Server(const ServeOptions& o, std::shared_ptr<const Model> model)
+      : o_(o),
+        model_(std::move(model)),
+        name_(model_->info().name.empty() ? model_->info().architecture : model_->info().name),
+        engine_(model_, engine_params(o)),
+        defaults_(generate_params(o)),
+        created_(std::time(nullptr)) {}
+
+  int run() {
+    httplib::Server svr;
+    svr.set_payload_max_length(static_cast<size_t>(o_.max_body_mib) << 20);
+    svr.set_read_timeout(15, 0);   // a client that sends its request slower than this is dropped
+    svr.set_write_timeout(60, 0);
+    svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+      if (o_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
+      const std::string auth = req.get_header_value("Authorization");
+      const std::string prefix = "Bearer ";
+      const std::string given = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : std::string();
+      if (constant_time_equal(given, o_.api_key)) return httplib::Server::HandlerResponse::Unhandled;
+      send_error(res, {401, "a valid API key is required: Authorization: Bearer KEY", "", "authentication_error"});
+      return httplib::Server::HandlerResponse::Handled;
+    });
+    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+      try {
+        std::rethrow_exception(ep);
+      } catch (const std::exception& e) {
+        send_error(res, {500, fmt::format("internal error: {}", e.what()), "", "server_error"});
+      } catch (...) {
+        send_error(res, {500, "internal error", "", "server_error"});
+      }
+    });
+    svr.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;  // a handler's own error
+      const std::string what = res.status == 404   ? fmt::format("no such endpoint: {} {}", req.method, req.path)
+                               : res.status == 413 ? "the request body is too large"
+                                                   : fmt::format("HTTP {}", res.status);
+      send_error(res, {res.status, what, ""});
+    });
+
+    svr.Get("/health", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content(R"({"status":"ok"})", "application/json");
+    });
+    svr.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(kChatPage, "text/html"); });
+    svr.Get("/v1/models", [this](const httplib::Request&, httplib::Response& res) {
+      const json list = {{"object", "list"},
+                         {"data", {{{"id", name_}, {"object", "model"}, {"created", created_}, {"owned_by", "slm"}}}}};
+      res.set_content(list.dump(), "application/json");
+    });
+    svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) { metrics(res); });
+    svr.Post("/tokenize", [this](const httplib::Request& req, httplib::Response& res) { guarded(res, [&] { tokenize(req, res); }); });
+    svr.Post("/detokenize", [this](const httplib::Request& req, httplib::Response& res) { guarded(res, [&] { detokenize(req, res); }); });
+    svr.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] { complete(req, res, true); });
+    });
+    svr.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) {
+      guarded(res, [&] { complete(req, res, false); });
+    });
+
+    const int port = o_.port == 0 ? svr.bind_to_any_port(o_.host) : (svr.bind_to_port(o_.host, o_.port) ? o_.port : -1);
+    if (port < 0) throw Error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o_.host, o_.port));
+    fmt::print(stderr, "slm serve: {} on http://{}:{} ({} slot{}, context {}); Ctrl-C stops\n", name_, o_.host, port,
+               o_.parallel, o_.parallel == 1 ? "" : "s", engine_.n_ctx());
+    std::fflush(stderr);
+    // SIGINT / SIGTERM: stop the engine (running answers end, their streams
+    // close properly), then the listener.
+    std::thread signals([this, &svr] {
+      sigset_t set;
+      sigemptyset(&set);
+      sigaddset(&set, SIGINT);
+      sigaddset(&set, SIGTERM);
+      sigaddset(&set, SIGUSR1);
+      int sig = 0;
+      sigwait(&set, &sig);
+      if (sig == SIGUSR1) return;  // the listener ended first
+      engine_.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));  // streams write their last chunk
+      svr.stop();
+    });
+    svr.listen_after_bind();
+    engine_.stop();
+    pthread_kill(signals.native_handle(), SIGUSR1);
+    signals.join();
+    fmt::print(stderr, "slm serve: stopped\n");
+    return 0;
+  }
+
+ private:
+  static EngineParams engine_params(const ServeOptions& o) {
+    EngineParams p;
+    p.session = session_params(o);
+    p.slots = o.parallel;
+    p.max_queue = o.max_queue;
+    return p;
+  }
+
+  template <typename Fn>
+  void guarded(httplib::Response& res, Fn&& fn) {
+    try {
+      fn();
+    } catch (const ApiError& e) {
+      send_error(res, e);
+    } catch (const Error& e) {
+      send_error(res, bad("", e.what()));
+    }
+  }
+
+  void tokenize(const httplib::Request& req, httplib::Response& res) {
+    const json body = parse_body(req);
+    if (!body.contains("content") || !body["content"].is_string()) throw bad("content", "'content' must be a string");
+    const bool special = boolean(body, "add_special", false), parse = boolean(body, "parse_special", true);
+    const auto ids = model_->tokenizer().encode(body["content"].get<std::string>(), special, parse);
+    res.set_content(json({{"tokens", ids}}).dump(), "application/json");
+  }
+
+  void detokenize(const httplib::Request& req, httplib::Response& res) {
+    const json body = parse_body(req);
+    if (!body.contains("tokens") || !body["tokens"].is_array()) throw bad("tokens", "'tokens' must be an array of token ids");
+    std::vector<TokenId> ids;
+    const int64_t vocab = model_->tokenizer().n_vocab();
+    for (const json& t : body["tokens"]) {
+      if (!t.is_number_integer() || t.get<int64_t>() < 0 || t.get<int64_t>() >= vocab)
+        throw bad("tokens", fmt::format("'tokens' must hold token ids from 0 to {}", vocab - 1));
+      ids.push_back(static_cast<TokenId>(t.get<int64_t>()));
+    }
+    res.set_content(json({{"content", model_->tokenizer().decode(ids)}}).dump(-1, ' ', false, json::error_handler_t::replace),
+                    "application/json");
+  }
+
+  void metrics(httplib::Response& res) {
+    const EngineStats s = engine_.stats();
+    const double tps = s.generate_seconds > 0 ? static_cast<double>(s.generated_tokens) / s.generate_seconds : 0.0;
+    std::string out;
+    auto metric = [&](const char* name, const char* type, const char* help, double value) {
+      out += fmt::format("# HELP slm_{0} {1}\n# TYPE slm_{0} {2}\nslm_{0} {3}\n", name, help, type, value);
+    };
+    metric("requests_total", "counter", "Requests answered (including failed and stopped ones)",
+           static_cast<double>(s.requests_done));
+    metric("prompt_tokens_total", "counter", "Prompt tokens, reused ones included", static_cast<double>(s.prompt_tokens));
+    metric("prompt_tokens_reused_total", "counter", "Prompt tokens found in a slot's cache",
+           static_cast<double>(s.reused_tokens));
+    metric("generated_tokens_total", "counter", "Tokens generated", static_cast<double>(s.generated_tokens));
+    metric("generate_tokens_per_second", "gauge", "Generated tokens per second of generation", tps);
+    metric("queue_length", "gauge", "Requests waiting", s.queued);
+    metric("requests_running", "gauge", "Requests being answered", s.busy ? 1 : 0);
+    metric("kv_cache_tokens", "gauge", "Positions held in the slots' KV caches (kept for prefix reuse)",
+           static_cast<double>(s.kv_tokens));
+    metric("kv_cache_capacity_tokens", "gauge", "Positions the slots' KV caches can hold",
+           static_cast<double>(s.kv_capacity));
+    res.set_content(out, "text/plain; version=0.0.4");
+  }
+
+  // /v1/chat/completions (chat) and /v1/completions.
+  void complete(const httplib::Request& req, httplib::Response& res, bool chat) {
+    const json body = parse_body(req);
+    EngineRequest request;
+    request.params = generation(body, defaults_, o_.n_predict > 0 ? o_.n_predict : engine_.n_ctx());
+    if (chat)
+      request.messages = messages_of(body);
+    else
+      request.prompt = prompt_of(body);
+    const bool stream = boolean(body, "stream", false);
+    bool include_usage = false;
+    if (body.contains("stream_options") && !body["stream_options"].is_null()) {
+      if (!body["stream_options"].is_object()) throw bad("stream_options", "'stream_options' must be an object");
+      include_usage = boolean(body["stream_options"], "include_usage", false);
+    }
+    // A prompt that cannot fit is refused before anything is sent.
+    const ChatTemplate& tpl = model_->chat_template();
+    const size_t n_prompt = chat ? tpl.tokenize(tpl.render(request.messages)).size()
+                                 : model_->tokenizer().encode(request.prompt, request.params.add_bos).size();
+    if (static_cast<int64_t>(n_prompt) >= engine_.n_ctx())
+      throw bad(chat ? "messages" : "prompt",
+                fmt::format("the prompt takes {} tokens; the context holds {} (start slm serve with a larger -c)",
+                            n_prompt, engine_.n_ctx()));
+
+    const std::string id = fmt::format("{}-{}", chat ? "chatcmpl" : "cmpl", next_id_.fetch_add(1));
+    const int64_t created = std::time(nullptr);
+    const char* object = chat ? "chat.completion" : "text_completion";
+    if (!stream) {
+      auto result = engine_.submit(std::move(request));
+      if (!result) return busy(res);
+      const GenerateResult r = result->get();  // slm::Error: a 400 naming it
+      json choice = {{"index", 0}, {"finish_reason", finish_reason(r.stop)}};
+      if (chat)
+        choice["message"] = {{"role", "assistant"}, {"content", r.text}};
+      else
+        choice["text"] = r.text, choice["logprobs"] = nullptr;
+      const json out = {{"id", id},           {"object", object},         {"created", created},
+                        {"model", name_},     {"choices", json::array({choice})}, {"usage", usage(r)}};
+      res.set_content(out.dump(-1, ' ', false, json::error_handler_t::replace), "application/json");
+      return;
+    }
+
+    auto state = std::make_shared<Stream>();
+    auto result = engine_.submit(std::move(request), [state](std::string_view piece) {
+      if (!piece.empty()) {
+        std::lock_guard<std::mutex> lock(state->mutex);
+        state->pieces.emplace_back(piece);
+      }
+      state->wake.notify_one();
+      return !state->gone.load();
+    });
+    if (!result) return busy(res);
+    auto future = std::make_shared<std::future<GenerateResult>>(std::move(*result));
+    const std::string model = name_;
+    const std::string chunk_object = chat ? "chat.completion.chunk" : "text_completion";
+    auto chunk = [=](const json& choice_fields, const json& finish) {
+      json choice = choice_fields;
+      choice["index"] = 0;
+      choice["finish_reason"] = finish;
+      if (!chat) choice["logprobs"] = nullptr;
+      const json c = {{"id", id}, {"object", chunk_object}, {"created", created}, {"model", model},
+                      {"choices", json::array({choice})}};
+      return "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+    };
+    auto started = std::make_shared<bool>(false);
+    res.set_chunked_content_provider(
+        "text/event-stream",
+        [=](size_t, httplib::DataSink& sink) {
+          auto send = [&](const std::string& text) {
+            if (!sink.write(text.data(), text.size())) {
+              state->gone = true;
+              return false;
+            }
+            return true;
+          };
+          if (!*started) {
+            *started = true;
+            if (chat && !send(chunk({{"delta", {{"role", "assistant"}, {"content", ""}}}}, nullptr))) return false;
+          }
+          for (;;) {
+            std::deque<std::string> pieces;
+            {
+              std::unique_lock<std::mutex> lock(state->mutex);
+              state->wake.wait_for(lock, std::chrono::milliseconds(100), [&] { return !state->pieces.empty(); });
+              pieces.swap(state->pieces);
+            }
+            for (const std::string& p : pieces) {
+              const json fields = chat ? json{{"delta", {{"content", p}}}} : json{{"text", p}};
+              if (!send(chunk(fields, nullptr))) return false;
+            }
+            if (!pieces.empty()) continue;
+            if (!sink.is_writable()) {
+              state->gone = true;
+              return false;
+            }
+            if (future->wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+            {
+              std::lock_guard<std::mutex> lock(state->mutex);
+              if (!state->pieces.empty()) continue;
+            }
+            try {
+              const GenerateResult r = future->get();
+              const json empty = chat ? json{{"delta", json::object()}} : json{{"text", ""}};
+              if (!send(chunk(empty, finish_reason(r.stop)))) return false;
+              if (include_usage) {
+                const json u = {{"id", id},       {"object", chunk_object}, {"created", created},
+                                {"model", model}, {"choices", json::array()}, {"usage", usage(r)}};
+                if (!send("data: " + u.dump() + "\n\n")) return false;
+              }
+            } catch (const std::exception& e) {
+              const std::string error = "data: " + error_body({500, e.what(), "", "server_error"}).dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+              if (!send(error)) return false;
+            }
+            send("data: [DONE]\n\n");
+            sink.done();
+            return true;
+          }
+        },
+        [state](bool) { state->gone = true; });
+  }
+
+  static void busy(httplib::Response& res) {
+    res.set_header("Retry-After", "1");
+    send_error(res, {503, "the server is busy: too many requests are waiting; retry later", "", "server_busy"});
+  }
+
+  ServeOptions o_;
+  std::shared_ptr<const Model> model_;
+  std::string name_;
+  Engine engine_;
+  GenerateParams defaults_;
+  int64_t created_;
+  std::atomic<uint64_t> next_id_{1};
+};
+
+int run_serve(const ServeOptions& o) {
+  if (o.parallel < 1 || o.parallel > 64) throw UsageError("-np must be from 1 to 64");
+  // SIGINT / SIGTERM go to the signal thread only: blocked here, before any
+  // thread (the engine's, the HTTP pool's, OpenMP's) is created.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  Server server(o, load_model(o));
+  return server.run();
+}
+
+}  // namespace
+
+Command add_serve(CLI::App& app) {
+  auto o = std::make_shared<ServeOptions>();
+  CLI::App* sub = app.add_subcommand("serve", "Serve the model over an OpenAI-compatible HTTP API (and a chat page)");
+  add_gen_options(sub, *o);
+  sub->add_option("model_arg", o->model_positional, "MODEL: a model file or name (the same as -m)");
+  sub->add_option("--host", o->host, "Address to listen on (0.0.0.0: every interface)")->capture_default_str();
+  sub->add_option("--port", o->port, "Port (0: any free one, printed at start)")->capture_default_str()
+      ->check(CLI::Range(0, 65535));
+  sub->add_option("--parallel", o->parallel, "Slots (also -np): conversations whose prompts stay cached")->capture_default_str();
+  sub->add_option("--max-queue", o->max_queue, "Requests that may wait; more get HTTP 503")->capture_default_str()
+      ->check(CLI::Range(0, 100000));
+  sub->add_option("--api-key", o->api_key, "Require 'Authorization: Bearer KEY' (also SLM_API_KEY)")
+      ->envname("SLM_API_KEY");
+  sub->add_option("--max-body-mib", o->max_body_mib, "Largest request body in MiB")->capture_default_str()
+      ->check(CLI::Range(int64_t{1}, int64_t{1024}));
+  return [o] { return run_serve(*o); };
+}
+
+}  // namespace slm::cli
