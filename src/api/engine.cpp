@@ -39,6 +39,7 @@ struct Engine::Impl {
   // The slot whose cache starts with the longest part of the prompt's
   // tokens; ties: the least recently used.
   Slot& pick(const EngineRequest& r) {
+    if (slots.size() == 1) return slots[0];
     std::vector<TokenId> tokens;
     try {
       tokens = r.messages.empty() ? model->tokenizer().encode(r.prompt, r.params.add_bos)
