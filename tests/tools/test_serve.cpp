@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -338,6 +339,50 @@ TEST(Serve, AClientLeavingMidStreamFreesTheEngine) {
   ASSERT_NE(at, std::string::npos);
   EXPECT_LT(std::atoi(metrics.c_str() + at + std::strlen("slm_generated_tokens_total ")), 4000) << metrics;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(60));
+  EXPECT_EQ(s.terminate(), 0) << s.log();
+}
+
+// A full queue: HTTP 503 with Retry-After, and the request that holds the
+// engine still finishes when its client lets it.
+TEST(Serve, AFullQueueIsRefusedWithRetryAfter) {
+  SLM_REQUIRE_TESTDATA();
+  ServeProcess s({"-c", "8192", "-t", "1", "--max-queue", "0"});
+  ASSERT_GT(s.port(), 0) << s.log();
+  const json body = {{"messages", {{{"role", "user"}, {"content", "Tell me everything."}}}},
+                     {"max_tokens", 8000},
+                     {"stream", true}};
+  std::atomic<bool> streaming{false}, release{false};
+  std::thread holder([&] {
+    httplib::Request req;
+    req.method = "POST";
+    req.path = "/v1/chat/completions";
+    req.body = body.dump();
+    req.set_header("Content-Type", "application/json");
+    req.content_receiver = [&](const char*, size_t, uint64_t, uint64_t) {
+      streaming = true;
+      return !release.load();
+    };
+    auto c = s.client();
+    c.send(req);
+  });
+  for (int i = 0; i < 600 && !streaming; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(streaming.load());
+  auto c = s.client();
+  auto res = c.Post("/v1/chat/completions", kFrance.dump(), "application/json");
+  release = true;
+  holder.join();
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503) << res->body;
+  EXPECT_EQ(res->get_header_value("Retry-After"), "1");
+  EXPECT_EQ(json::parse(res->body, nullptr, false)["error"]["type"], "server_busy") << res->body;
+  // Free again once the holder has gone.
+  int status = 0;
+  for (int i = 0; i < 100; ++i) {
+    post(c, "/v1/chat/completions", kFrance, &status);
+    if (status == 200) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_EQ(status, 200);
   EXPECT_EQ(s.terminate(), 0) << s.log();
 }
 
