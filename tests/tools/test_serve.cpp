@@ -2,8 +2,11 @@
 // spoken to over HTTP. Answers (greedy answers equal to the reference
 // engine's and to `slm run`), streaming, prefix reuse, the error cases, the
 // API key, a client leaving mid-stream, and a clean stop on SIGTERM.
+#include <arpa/inet.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -231,6 +234,8 @@ TEST(Serve, RefusesBadRequestsNamingTheField) {
       {R"({"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}]})",
        "messages[0].content"},
       {R"({"messages": [{"role": "user", "content": {"a": {"b": [[[{}]]]}}}]})", "messages[0].content"},
+      // Found by the schemathesis fuzzing: a part whose type is not a string was a 500.
+      {R"({"messages": [{"role": "system", "content": [{"type": {}, "text": ""}]}]})", "messages[0].content"},
       {json({{"messages", user}, {"temperature", "hot"}}).dump(), "temperature"},
       {R"({"messages": [{"role": "user", "content": "hi"}], "temperature": 1e308})", "temperature"},
       {json({{"messages", user}, {"max_tokens", -1}}).dump(), "max_tokens"},
@@ -383,6 +388,47 @@ TEST(Serve, AFullQueueIsRefusedWithRetryAfter) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   EXPECT_EQ(status, 200);
+  EXPECT_EQ(s.terminate(), 0) << s.log();
+}
+
+// Slowloris: clients that send half a request and stall. The others are
+// still served at once, and the stalled connections are closed after the
+// read timeout (15 s).
+TEST(Serve, HalfRequestsNeitherBlockOthersNorStayOpen) {
+  SLM_REQUIRE_TESTDATA();
+  ServeProcess s({});
+  ASSERT_GT(s.port(), 0) << s.log();
+  std::vector<int> stalled;
+  for (int i = 0; i < 16; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(s.port()));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    const std::string half = "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n";
+    ASSERT_EQ(write(fd, half.data(), half.size()), static_cast<ssize_t>(half.size()));
+    stalled.push_back(fd);
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto c = s.client();
+  int status = 0;
+  post(c, "/v1/chat/completions", kFrance, &status);
+  EXPECT_EQ(status, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10)) << "stalled clients held the server";
+  // Each stalled connection ends (the server closes it) within the timeout.
+  for (int fd : stalled) {
+    timeval tv{30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char buf[256];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+    }
+    EXPECT_EQ(n, 0) << "a stalled connection was not closed by the server";
+    close(fd);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(40));
   EXPECT_EQ(s.terminate(), 0) << s.log();
 }
 

@@ -30,6 +30,8 @@ namespace {
 
 using nlohmann::json;
 
+constexpr size_t kConnectionThreads = 64;
+
 struct ServeOptions : GenOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
@@ -159,7 +161,10 @@ std::vector<ChatMessage> messages_of(const json& body) {
       content = c.get<std::string>();
     } else if (c.is_array()) {
       for (const json& part : c) {
-        if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+        const bool text_part = part.is_object() && part.contains("type") && part["type"].is_string() &&
+                               part["type"].get<std::string>() == "text" && part.contains("text") &&
+                               part["text"].is_string();
+        if (!text_part)
           throw bad(at + ".content", fmt::format("'{}.content' parts must be {{\"type\": \"text\", \"text\": ...}}: "
                                                  "slm reads text only",
                                                  at));
@@ -222,6 +227,9 @@ class Server {
     httplib::Server svr;
     svr.set_payload_max_length(static_cast<size_t>(o_.max_body_mib) << 20);
     svr.set_read_timeout(15, 0);   // a client that sends its request slower than this is dropped
+    // Enough connection threads that a few slow or idle clients (each holds
+    // one until its timeout) do not keep the others waiting.
+    svr.new_task_queue = [] { return new httplib::ThreadPool(kConnectionThreads); };
     svr.set_write_timeout(60, 0);
     svr.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (o_.api_key.empty() || req.path == "/health") return httplib::Server::HandlerResponse::Unhandled;
