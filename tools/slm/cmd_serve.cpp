@@ -434,6 +434,7 @@ class Server {
       return "data: " + c.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
     };
     auto started = std::make_shared<bool>(false);
+    auto quiet_since = std::make_shared<std::chrono::steady_clock::time_point>(std::chrono::steady_clock::now());
     res.set_chunked_content_provider(
         "text/event-stream",
         [=](size_t, httplib::DataSink& sink) {
@@ -459,12 +460,20 @@ class Server {
               const json fields = chat ? json{{"delta", {{"content", p}}}} : json{{"text", p}};
               if (!send(chunk(fields, nullptr))) return false;
             }
-            if (!pieces.empty()) continue;
-            if (!sink.is_writable()) {
-              state->gone = true;
-              return false;
+            if (!pieces.empty()) {
+              *quiet_since = std::chrono::steady_clock::now();
+              continue;
             }
-            if (future->wait_for(std::chrono::seconds(0)) != std::future_status::ready) continue;
+            if (future->wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+              // Waiting (queued, or a long prompt): an SSE comment now and
+              // then, which clients ignore, finds out whether this one is
+              // still there — a failed write is how a departure shows.
+              if (std::chrono::steady_clock::now() - *quiet_since > std::chrono::seconds(1)) {
+                if (!send(": waiting\n\n")) return false;
+                *quiet_since = std::chrono::steady_clock::now();
+              }
+              continue;
+            }
             {
               std::lock_guard<std::mutex> lock(state->mutex);
               if (!state->pieces.empty()) continue;

@@ -9,7 +9,7 @@ inline constexpr const char* kChatPage = R"html(<!doctype html>
 <title>slm chat</title>
 <style>
 body{font-family:system-ui,sans-serif;max-width:48rem;margin:0 auto;padding:1rem;color:#222}
-#log{min-height:50vh}
+#log{height:60vh;overflow-y:auto;border:1px solid #ddd;border-radius:.5rem;padding:0 .5rem}
 .msg{white-space:pre-wrap;padding:.5rem .75rem;margin:.5rem 0;border-radius:.5rem}
 .user{background:#e8f0fe}.assistant{background:#f4f4f4}.error{background:#fde8e8}
 textarea{width:100%;box-sizing:border-box;font:inherit}
@@ -31,6 +31,7 @@ function add(role, text) {
   div.className = 'msg ' + role;
   div.textContent = text;
   log.appendChild(div);
+  log.scrollTop = log.scrollHeight;
   return div;
 }
 async function send() {
@@ -63,7 +64,11 @@ async function send() {
         if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
         const chunk = JSON.parse(event.slice(6));
         const delta = chunk.choices && chunk.choices[0] && chunk.choices[0].delta;
-        if (delta && delta.content) { answer += delta.content; out.textContent = answer; }
+        if (delta && delta.content) {
+          answer += delta.content;
+          out.append(delta.content);  // appended, not rewritten: a long answer stays cheap
+          log.scrollTop = log.scrollHeight;  // the input and buttons stay where they are
+        }
       }
     }
   } catch (e) {
