@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "slm/error.h"
@@ -85,27 +86,35 @@ struct Engine::Impl {
         }
         return !user || user(piece);
       };
+      // The counters are updated before the result is handed over: whoever
+      // waits on it then sees this request done in stats().
+      std::optional<GenerateResult> result;
+      std::exception_ptr error;
       try {
-        GenerateResult r = job->request.messages.empty()
-                               ? generate(*slot.session, job->request.prompt, job->request.params, on_text)
-                               : generate(*slot.session, job->request.messages, job->request.params, on_text);
-        {
-          std::lock_guard<std::mutex> lock(mutex);
-          totals.prompt_tokens += r.n_prompt;
-          totals.reused_tokens += r.n_reused;
-          totals.generated_tokens += r.n_generated;
-          totals.generate_seconds += r.generate_seconds;
-        }
-        job->result.set_value(std::move(r));
+        result = job->request.messages.empty()
+                     ? generate(*slot.session, job->request.prompt, job->request.params, on_text)
+                     : generate(*slot.session, job->request.messages, job->request.params, on_text);
       } catch (...) {
-        job->result.set_exception(std::current_exception());
+        error = std::current_exception();
       }
       int64_t held = 0;
       for (const Slot& s : slots) held += s.session->n_past();
-      std::lock_guard<std::mutex> lock(mutex);
-      ++totals.requests_done;
-      kv_tokens = held;
-      busy = false;
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (result) {
+          totals.prompt_tokens += result->n_prompt;
+          totals.reused_tokens += result->n_reused;
+          totals.generated_tokens += result->n_generated;
+          totals.generate_seconds += result->generate_seconds;
+        }
+        ++totals.requests_done;
+        kv_tokens = held;
+        busy = false;
+      }
+      if (result)
+        job->result.set_value(std::move(*result));
+      else
+        job->result.set_exception(error);
     }
   }
 };

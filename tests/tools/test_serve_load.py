@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 CLIENTS, REQUESTS = 32, 20
 
@@ -112,7 +113,13 @@ def main():
             assert not errors, f"round {n}: {len(errors)} failures, e.g. " + "; ".join(errors[:5])
             assert counts["answered"] + counts["refused"] == CLIENTS * REQUESTS, counts
             assert counts["answered"] > 0, counts
-            m = metrics(port)
+            # Abandoned streams end when the server next writes to them: give
+            # it a moment to notice, then nothing may be running or waiting.
+            for _ in range(100):
+                m = metrics(port)
+                if m["slm_requests_running"] == 0 and m["slm_queue_length"] == 0:
+                    break
+                time.sleep(0.1)
             assert m["slm_requests_running"] == 0 and m["slm_queue_length"] == 0, m
             rss.append(rss_kib(server.pid))
             print(f"round {n}: {counts['answered']} answered, {counts['refused']} refused (503); "
