@@ -24,6 +24,8 @@ def first_token_seconds(port, messages):
                  json.dumps({"messages": messages, "max_tokens": 4, "temperature": 0, "stream": True}),
                  {"Content-Type": "application/json"})
     res = conn.getresponse()
+    if res.status != 200:
+        raise SystemExit(f"HTTP {res.status}: {res.read()[:300]!r}")
     seconds = None
     while True:
         line = res.readline()
@@ -43,7 +45,7 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=0)
     a = ap.parse_args()
-    server = subprocess.Popen([a.slm, "serve", a.model, "--port", "0", "-c", str(a.prefix + 512), "-np", "2",
+    server = subprocess.Popen([a.slm, "serve", a.model, "--port", "0", "-c", str(2 * a.prefix + 512), "-np", "2",
                                "-t", str(a.threads)], stderr=subprocess.PIPE, text=True)
     try:
         port = None
@@ -52,12 +54,14 @@ def main():
             if m:
                 port = int(m.group(1))
                 break
-        words = " ".join(f"rule{i} applies." for i in range(a.prefix // 3))
+        words = " ".join(f"rule{i} applies." for i in range(a.prefix // 5))  # about 5 tokens each
         cold, warm = [], []
         for r in range(a.runs):
             system = {"role": "system", "content": f"Session {r}. {words}"}  # a new prefix: cold
             cold.append(first_token_seconds(port, [system, {"role": "user", "content": "First question?"}]))
             warm.append(first_token_seconds(port, [system, {"role": "user", "content": f"Another question {r}?"}]))
+        if None in cold + warm:
+            raise SystemExit("an answer without text: cannot time its first token")
         c, w = statistics.median(cold), statistics.median(warm)
         print(f"prefix ~{a.prefix} tokens, {a.runs} runs: first token cold {c * 1000:.0f} ms, "
               f"with the prefix cached {w * 1000:.0f} ms: {c / w:.1f}x sooner")
