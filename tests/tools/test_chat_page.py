@@ -9,10 +9,7 @@ Needs chromium, chromium-driver (apt) and selenium (pip); .ci/deps installs
 them. Exit status 77 (CTest: skipped) only when the test data is absent."""
 import http.client
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 
@@ -20,6 +17,8 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+import serve_harness
 
 
 def wait_until(what, predicate, seconds=60):
@@ -32,32 +31,14 @@ def wait_until(what, predicate, seconds=60):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def main():
-    slm = sys.argv[1]
-    testdata = os.environ.get("SLM_TESTDATA") or sys.argv[2]
-    model = os.path.join(testdata, "models", "phi3-tiny-vocab-q8_0.gguf")
-    if not os.path.exists(model):
-        if os.environ.get("SLM_TESTDATA_REQUIRED"):
-            sys.exit(f"test data missing: {model}")
-        print(f"skipped: no test data at {model} (set SLM_TESTDATA)")
-        sys.exit(77)
+def check_page(port):
+    options = Options()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(arg)
+    options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     driver_path = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-    server = subprocess.Popen([slm, "serve", model, "--port", "0", "-c", "1024", "-n", "100", "--ignore-eos", "--temp", "0"],
-                              stderr=subprocess.PIPE, text=True)
-    browser = None
+    browser = webdriver.Chrome(service=Service(driver_path), options=options)
     try:
-        port = None
-        for line in server.stderr:
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        assert port, "slm serve did not say where it listens"
-        options = Options()
-        for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
-            options.add_argument(arg)
-        options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-        browser = webdriver.Chrome(service=Service(driver_path), options=options)
         browser.get(f"http://127.0.0.1:{port}/")
         assert browser.title == "slm chat", browser.title
 
@@ -86,10 +67,13 @@ def main():
         assert not browser.find_elements(By.CSS_SELECTOR, ".msg")
         print(f"chat page: the streamed answer ({len(shown)} characters) as the API gives it; new chat cleared")
     finally:
-        if browser is not None:
-            browser.quit()
-        server.terminate()
-        assert server.wait(timeout=60) == 0, "slm serve did not exit 0 on SIGTERM"
+        browser.quit()
+
+
+def main():
+    model = serve_harness.test_model(sys.argv[2])
+    with serve_harness.Server(sys.argv[1], model, "-c", "1024", "-n", "100", "--ignore-eos", "--temp", "0") as server:
+        check_page(server.port)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@
 Usage: test_openai_client.py SLM_BINARY TESTDATA_DIR   (SLM_TESTDATA overrides the folder)
 Needs the `openai` package (.ci/deps installs it with pip). Exit status 77
 (CTest: skipped) only when the test data is absent."""
-import os
-import re
-import subprocess
 import sys
+
+import serve_harness
 
 try:
     import openai
@@ -17,23 +16,9 @@ except ImportError:
 
 
 def main():
-    slm = sys.argv[1]
-    testdata = os.environ.get("SLM_TESTDATA") or sys.argv[2]
-    model = os.path.join(testdata, "models", "phi3-tiny-vocab-q8_0.gguf")
-    if not os.path.exists(model):
-        if os.environ.get("SLM_TESTDATA_REQUIRED"):
-            sys.exit(f"test data missing: {model}")
-        print(f"skipped: no test data at {model} (set SLM_TESTDATA)")
-        sys.exit(77)
-    server = subprocess.Popen([slm, "serve", model, "--port", "0", "-c", "512"], stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        for line in server.stderr:
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        assert port, "slm serve did not say where it listens"
+    model = serve_harness.test_model(sys.argv[2])
+    with serve_harness.Server(sys.argv[1], model, "-c", "512") as server:
+        port = server.port
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="unused", max_retries=0)
 
         models = client.models.list()
@@ -68,9 +53,6 @@ def main():
         except openai.BadRequestError as e:
             assert e.status_code == 400 and "temperature" in str(e), e
         print("openai client: models, chat, chat streaming, completions and a 400 all as expected")
-    finally:
-        server.terminate()
-        assert server.wait(timeout=30) == 0, "slm serve did not exit 0 on SIGTERM"
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ Usage: test_serve_load.py SLM_BINARY TESTDATA_DIR [--rss]   (SLM_TESTDATA overri
 Exit status 77 (CTest: skipped) only when the test data is absent."""
 import http.client
 import json
-import os
 import re
-import subprocess
 import sys
 import threading
 import time
+
+import serve_harness
 
 CLIENTS, REQUESTS = 32, 20
 
@@ -88,25 +88,10 @@ def rss_kib(pid):
 
 
 def main():
-    slm = sys.argv[1]
-    testdata = os.environ.get("SLM_TESTDATA") or sys.argv[2]
+    model = serve_harness.test_model(sys.argv[2])
     check_rss = "--rss" in sys.argv[3:]
-    model = os.path.join(testdata, "models", "phi3-tiny-vocab-q8_0.gguf")
-    if not os.path.exists(model):
-        if os.environ.get("SLM_TESTDATA_REQUIRED"):
-            sys.exit(f"test data missing: {model}")
-        print(f"skipped: no test data at {model} (set SLM_TESTDATA)")
-        sys.exit(77)
-    server = subprocess.Popen([slm, "serve", model, "--port", "0", "-c", "512", "-np", "2", "--max-queue", "16"],
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        port = None
-        for line in server.stderr:
-            m = re.search(r"http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                port = int(m.group(1))
-                break
-        assert port, "slm serve did not say where it listens"
+    with serve_harness.Server(sys.argv[1], model, "-c", "512", "-np", "2", "--max-queue", "16") as server:
+        port = server.port
         rss = []
         for n in (1, 2):
             errors, counts = round_of_requests(port)
@@ -126,9 +111,6 @@ def main():
                   f"{m['slm_requests_total']:.0f} requests so far; server RSS {rss[-1] / 1024:.1f} MiB")
         if check_rss:
             assert abs(rss[1] - rss[0]) <= 0.10 * rss[0], f"RSS grew from {rss[0]} to {rss[1]} KiB"
-    finally:
-        server.terminate()
-        assert server.wait(timeout=60) == 0, "slm serve did not exit 0 on SIGTERM"
 
 
 if __name__ == "__main__":
