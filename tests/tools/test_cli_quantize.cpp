@@ -4,6 +4,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -208,30 +211,106 @@ TEST(CliBench, JsonHoldsEveryField) {
   const auto j = nlohmann::json::parse(r.output);
   ASSERT_EQ(j.size(), 8u);  // 2 models x 2 thread counts x (pp, tg)
   for (const auto& row : j) {
-    for (const char* key : {"model", "size_bytes", "n_params", "file_type", "isa", "threads", "test", "tokens_per_s",
-                            "tokens_per_s_stdev", "samples", "bandwidth_gb_s", "cpu", "slm_commit", "slm_version"})
+    // llama-bench's names, then slm's.
+    for (const char* key : {"build_commit", "cpu_info", "backends", "model_filename", "model_type", "model_size",
+                            "model_n_params", "n_batch", "n_threads", "type_k", "type_v", "n_prompt", "n_gen",
+                            "n_depth", "test_time", "avg_ns", "stddev_ns", "avg_ts", "stddev_ts", "samples_ns",
+                            "samples_ts", "test", "file_type", "isa", "slm_version", "bandwidth_gb_s",
+                            "bytes_per_token", "roofline_ts", "roofline_fraction"})
       EXPECT_TRUE(row.contains(key)) << key << " in " << row.dump();
-    EXPECT_GT(row.at("tokens_per_s").get<double>(), 0);
-    EXPECT_EQ(row.at("samples").size(), 2u);
+    EXPECT_GT(row.at("avg_ts").get<double>(), 0);
+    EXPECT_EQ(row.at("samples_ts").size(), 2u);
+    EXPECT_EQ(row.at("samples_ns").size(), 2u);
+    EXPECT_EQ(row.at("n_depth"), 0);
+    // avg_ts is the mean of the samples, and each sample is tokens / time.
+    const auto ts = row.at("samples_ts").get<std::vector<double>>();
+    const auto ns = row.at("samples_ns").get<std::vector<double>>();
+    const int64_t tokens = row.at("n_prompt").get<int64_t>() + row.at("n_gen").get<int64_t>();
+    EXPECT_NEAR(row.at("avg_ts").get<double>(), (ts[0] + ts[1]) / 2, 1e-6 * ts[0]);
+    EXPECT_NEAR(ts[0], static_cast<double>(tokens) / (ns[0] * 1e-9), 1e-6 * ts[0]);
     const std::string test = row.at("test");
     EXPECT_TRUE(test == "pp16" || test == "tg4") << test;
     if (test == "tg4") {
       EXPECT_GT(row.at("roofline_fraction").get<double>(), 0);
       // Phi-3's output is untied: its embedding table counts as one row per
       // token; Gemma's is the output matrix, read whole.
-      if (row.at("model") == "phi3-tiny-q4_0.gguf") {
-        EXPECT_LT(row.at("bytes_per_token").get<uint64_t>(), row.at("size_bytes").get<uint64_t>());
+      if (row.at("model_filename") == "phi3-tiny-q4_0.gguf") {
+        EXPECT_LT(row.at("bytes_per_token").get<uint64_t>(), row.at("model_size").get<uint64_t>());
       } else {
-        EXPECT_EQ(row.at("bytes_per_token").get<uint64_t>(), row.at("size_bytes").get<uint64_t>());
+        EXPECT_EQ(row.at("bytes_per_token").get<uint64_t>(), row.at("model_size").get<uint64_t>());
       }
+    } else {
+      EXPECT_TRUE(row.at("roofline_ts").is_null());
     }
   }
-  EXPECT_EQ(j[0].at("model"), "phi3-tiny-q4_0.gguf");
-  EXPECT_EQ(j[0].at("file_type"), "MOSTLY_Q4_0");
-  EXPECT_EQ(j[4].at("model"), "gemma-tiny-q8_0.gguf");
-  const auto md = test::run_command(test::slm_binary() + " bench -m " + q(a) + " -p 8 -n 2 -r 1 -t 1 2>/dev/null");
-  EXPECT_NE(md.output.find("| pp8 |"), std::string::npos) << md.output;
-  EXPECT_NE(md.output.find("| tg2 |"), std::string::npos) << md.output;
+  EXPECT_EQ(j[0].at("model_filename"), "phi3-tiny-q4_0.gguf");
+  EXPECT_EQ(j[0].at("file_type"), "Q4_0");
+  EXPECT_EQ(j[0].at("n_threads"), 1);
+  EXPECT_EQ(j[2].at("n_threads"), 2);
+  EXPECT_EQ(j[0].at("model_type").get<std::string>().rfind("phi3 ", 0), 0u) << j[0].dump();
+  EXPECT_EQ(j[4].at("model_filename"), "gemma-tiny-q8_0.gguf");
+}
+
+TEST(CliBench, CommaListsDepthAndPromptPlusGeneration) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string a = test::testdata_dir() + "/models/phi3-tiny-q4_0.gguf";
+  const auto r = test::run_command(test::slm_binary() + " bench " + q(a) +
+                                   " -p 8,16 -n 2,3 -pg 8,2 -d 0,20 -r 1 -t 1 -o jsonl 2>/dev/null");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> names;
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    const auto row = nlohmann::json::parse(line);  // one object per line
+    names.push_back(row.at("test"));
+    const std::string name = names.back();
+    EXPECT_EQ(row.at("n_depth").get<int64_t>(), name.find("@ d20") != std::string::npos ? 20 : 0) << name;
+    if (name.rfind("pp8+tg2", 0) == 0) {
+      EXPECT_EQ(row.at("n_prompt"), 8);
+      EXPECT_EQ(row.at("n_gen"), 2);
+    }
+  }
+  const std::vector<std::string> expected = {"pp8", "pp16", "tg2", "tg3", "pp8+tg2",
+                                             "pp8 @ d20", "pp16 @ d20", "tg2 @ d20", "tg3 @ d20", "pp8+tg2 @ d20"};
+  EXPECT_EQ(names, expected);
+
+  // csv: a header and one line per test, every line with the header's column count.
+  const auto csv = test::run_command(test::slm_binary() + " bench " + q(a) + " -p 8 -n 2 -r 1 -t 1 -o csv 2>/dev/null");
+  ASSERT_EQ(csv.exit_code, 0) << csv.output;
+  std::istringstream csv_lines(csv.output);
+  std::vector<size_t> commas;
+  for (std::string line; std::getline(csv_lines, line);) {
+    size_t n = 0;
+    bool quoted = false;
+    for (char c : line) {
+      if (c == '"') quoted = !quoted;
+      if (c == ',' && !quoted) ++n;
+    }
+    commas.push_back(n);
+  }
+  ASSERT_EQ(commas.size(), 3u) << csv.output;
+  EXPECT_EQ(commas[1], commas[0]);
+  EXPECT_EQ(commas[2], commas[0]);
+  EXPECT_EQ(csv.output.rfind("build_commit,", 0), 0u) << csv.output;
+
+  // md: llama-bench's padded table.
+  const auto md = test::run_command(test::slm_binary() + " bench " + q(a) + " -p 8 -n 2 -d 4 -r 1 -t 1 2>/dev/null");
+  ASSERT_EQ(md.exit_code, 0) << md.output;
+  EXPECT_NE(md.output.find("| model                          |"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("       pp8 @ d4 |"), std::string::npos) << md.output;
+  EXPECT_NE(md.output.find("       tg2 @ d4 |"), std::string::npos) << md.output;
+}
+
+TEST(CliBench, BadListsAndADepthBeyondTheContextAreUsageErrors) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string a = test::testdata_dir() + "/models/phi3-tiny-q4_0.gguf";
+  for (const std::string& args : {std::string("-d 100 -c 50"), std::string("-p 8,x"), std::string("-pg 8"),
+                                  std::string("-p 0 -n 0"), std::string("-o yaml"), std::string("-d -1")}) {
+    const auto r = test::run_command(test::slm_binary() + " bench " + q(a) + " -r 1 -t 1 " + args + " 2>&1");
+    EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
+    EXPECT_NE(r.output.find("slm: error:"), std::string::npos) << args << ": " << r.output;
+  }
+  const auto beyond = test::run_command(test::slm_binary() + " bench " + q(a) + " -p 8 -n 0 -d 100 -c 50 -r 1 2>&1");
+  EXPECT_NE(beyond.output.find("pp8 @ d100 needs a context of 108 positions"), std::string::npos) << beyond.output;
 }
 
 }  // namespace

@@ -54,6 +54,7 @@ inline constexpr std::pair<const char*, const char*> kOneDashFlags[] = {
     {"-ngl", "--n-gpu-layers"},
     {"-sys", "--system-prompt"},
     {"-np", "--parallel"},
+    {"-pg", "--pg"},
 };
 
 // Thrown when Ctrl-C stopped a command: main() exits with status 130.

@@ -516,7 +516,7 @@ class Server {
 int run_serve(const ServeOptions& o) {
   if (o.parallel < 1 || o.parallel > 64) throw UsageError("-np must be from 1 to 64");
   // SIGINT / SIGTERM go to the signal thread only: blocked here, before any
-  // thread (the engine's, the HTTP pool's, OpenMP's) is created.
+  // thread (the engine's, the HTTP pool's, the compute pool's) is created.
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);

@@ -1,0 +1,214 @@
+// slm's thread pool (see parallel.h for the contract).
+//
+// Why not OpenMP: GNU OpenMP's team spin-waits at every barrier, so with
+// another busy process on the machine a descheduled team member stalls every
+// matmul for a whole scheduler slice — a tiny model's decode fell ~100x. Here
+// work is taken in chunks from a shared counter (the others finish a late
+// thread's share), waiting threads spin only briefly, then yield, then sleep.
+//
+// One job at a time. The job is published by one 64-bit word, the job's
+// generation in the high half and the number of workers it wants in the low
+// half, so a worker that wakes late reads who is wanted from the same load
+// that tells it a job exists, and never touches a job it is not part of.
+#include "cpu/parallel.h"
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define SLM_CPU_RELAX() _mm_pause()
+#elif defined(__aarch64__)
+#define SLM_CPU_RELAX() asm volatile("yield" ::: "memory")
+#else
+#define SLM_CPU_RELAX() ((void)0)
+#endif
+
+namespace slm {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// How long an idle thread spins on the job word before yielding its core,
+// and how long it then keeps yielding before it sleeps. Decode issues a job
+// every few microseconds; the gap between two tokens (sampling, output) is
+// well under a millisecond, so a generating pool never sleeps.
+constexpr auto kSpin = std::chrono::microseconds(50);
+constexpr auto kYield = std::chrono::microseconds(2000);
+
+// Chunks per participating thread: enough that a descheduled thread holds
+// back little of the work, few enough that the shared counter stays cheap.
+constexpr int64_t kChunksPerThread = 4;
+
+thread_local bool t_in_pool_job = false;
+
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(sleep_mutex_);
+      stopping_.store(true);
+    }
+    wake_.notify_all();
+    for (std::thread& t : threads_) t.join();
+  }
+
+  int workers() {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    return static_cast<int>(threads_.size());
+  }
+
+  void run(int64_t n, int threads, int64_t grain, detail::ChunkFn fn, void* ctx) {
+    std::lock_guard<std::mutex> lock(run_mutex_);
+    while (static_cast<int>(threads_.size()) < threads - 1) {
+      // The word it starts from is read now, before this job is published:
+      // read in the new thread, it could already be this job's and hide it.
+      const int index = static_cast<int>(threads_.size());
+      const uint64_t seen = job_.load();
+      threads_.emplace_back([this, index, seen] { worker(index, seen); });
+    }
+    const int64_t units = (n + grain - 1) / grain;
+    fn_ = fn;
+    ctx_ = ctx;
+    n_ = n;
+    grain_ = grain;
+    units_ = units;
+    chunks_ = std::min<int64_t>(units, threads * kChunksPerThread);
+    next_.store(0, std::memory_order_relaxed);
+    done_.store(0, std::memory_order_relaxed);
+    error_ = nullptr;
+    const uint64_t wanted = static_cast<uint64_t>(threads - 1);
+    generation_ += 1;
+    // seq_cst store / load pair with the sleeper's increment / re-check in
+    // worker(): either it sees the new word or this sees it asleep.
+    job_.store((generation_ << 32) | wanted);
+    if (sleepers_.load() > 0) {
+      std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
+      wake_.notify_all();
+    }
+    work();
+    // Every participant has stopped touching the job before it changes.
+    const auto t0 = Clock::now();
+    for (unsigned spins = 0; done_.load(std::memory_order_acquire) < wanted; ++spins) {
+      if (spins < 64 || Clock::now() - t0 < kSpin)
+        SLM_CPU_RELAX();
+      else
+        std::this_thread::yield();  // a participant may be waiting for this core
+    }
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  // Takes chunks until none are left. Chunk c covers units
+  // [units * c / chunks, units * (c + 1) / chunks): sizes differ by at most one.
+  void work() {
+    t_in_pool_job = true;
+    for (;;) {
+      const int64_t c = next_.fetch_add(1, std::memory_order_relaxed);
+      if (c >= chunks_) break;
+      const int64_t begin = std::min(n_, units_ * c / chunks_ * grain_);
+      const int64_t end = std::min(n_, units_ * (c + 1) / chunks_ * grain_);
+      if (begin >= end) continue;
+      try {
+        fn_(ctx_, begin, end);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex_);
+        if (!error_) error_ = std::current_exception();
+        next_.store(chunks_, std::memory_order_relaxed);  // the others stop at their next chunk
+      }
+    }
+    t_in_pool_job = false;
+  }
+
+  void worker(int index, uint64_t seen) {
+    for (;;) {
+      uint64_t word = wait_for_change(seen);
+      if (word == kStop) return;
+      seen = word;
+      if (static_cast<uint64_t>(index) >= (word & 0xffffffffu)) continue;  // not wanted this time
+      work();
+      done_.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  static constexpr uint64_t kStop = ~uint64_t{0};
+
+  uint64_t wait_for_change(uint64_t seen) {
+    const auto t0 = Clock::now();
+    for (unsigned spins = 0;; ++spins) {
+      const uint64_t word = job_.load(std::memory_order_acquire);
+      if (word != seen) return word;
+      if (stopping_.load(std::memory_order_relaxed)) return kStop;
+      if ((spins & 63) != 63) {
+        SLM_CPU_RELAX();
+        continue;
+      }
+      const auto idle = Clock::now() - t0;
+      if (idle < kSpin) continue;
+      if (idle < kYield) {
+        std::this_thread::yield();
+        continue;
+      }
+      std::unique_lock<std::mutex> lock(sleep_mutex_);
+      sleepers_.fetch_add(1);
+      wake_.wait(lock, [&] { return job_.load() != seen || stopping_.load(); });
+      sleepers_.fetch_sub(1);
+      if (stopping_.load()) return kStop;
+      return job_.load(std::memory_order_acquire);
+    }
+  }
+
+  std::mutex run_mutex_;  // one job at a time; guards threads_ and the job fields
+  std::vector<std::thread> threads_;
+  uint64_t generation_ = 0;
+
+  // The job (written by run() before job_ is published, read by participants).
+  detail::ChunkFn fn_ = nullptr;
+  void* ctx_ = nullptr;
+  int64_t n_ = 0, grain_ = 1, units_ = 0, chunks_ = 0;
+  std::atomic<int64_t> next_{0};
+  std::atomic<uint64_t> done_{0};
+  std::mutex error_mutex_;
+  std::exception_ptr error_;
+
+  std::atomic<uint64_t> job_{0};
+  std::atomic<int> sleepers_{0};
+  std::atomic<bool> stopping_{false};
+  std::mutex sleep_mutex_;
+  std::condition_variable wake_;
+};
+
+Pool& pool() {
+  // Never destroyed: worker threads must not be joined from a static
+  // destructor while another static's destructor may still run a job.
+  static Pool* p = new Pool;
+  return *p;
+}
+
+}  // namespace
+
+namespace detail {
+
+void parallel_run(int64_t n, int n_threads, int64_t grain, ChunkFn fn, void* ctx) {
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t units = (n + grain - 1) / grain;
+  const int threads = static_cast<int>(std::min<int64_t>(std::max(n_threads, 1), units));
+  if (threads == 1 || t_in_pool_job) {
+    fn(ctx, 0, n);
+    return;
+  }
+  pool().run(n, threads, grain, fn, ctx);
+}
+
+}  // namespace detail
+
+int parallel_pool_workers() { return pool().workers(); }
+
+}  // namespace slm
