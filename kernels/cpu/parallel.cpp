@@ -16,6 +16,8 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
+#include <string>
 #include <exception>
 #include <memory>
 #include <mutex>
@@ -49,6 +51,12 @@ constexpr int64_t kChunksPerThread = 4;
 
 thread_local bool t_in_pool_job = false;
 
+// SLM_ADAPTIVE_THREADS=0 keeps every job at the thread count asked for.
+bool adaptive_from_env() {
+  const char* v = std::getenv("SLM_ADAPTIVE_THREADS");
+  return !(v && std::string(v) == "0");
+}
+
 class Pool {
  public:
   ~Pool() {
@@ -60,6 +68,8 @@ class Pool {
     for (std::thread& t : threads_) t.join();
   }
 
+  std::atomic<bool> adaptive_{adaptive_from_env()};
+
   int workers() {
     std::lock_guard<std::mutex> lock(run_mutex_);
     return static_cast<int>(threads_.size());
@@ -67,6 +77,18 @@ class Pool {
 
   void run(int64_t n, int threads, int64_t grain, detail::ChunkFn fn, void* ctx) {
     std::lock_guard<std::mutex> lock(run_mutex_);
+    if (adaptive_.load(std::memory_order_relaxed)) threads = backoff_.threads(threads);
+    if (threads == 1) {
+      t_in_pool_job = true;
+      try {
+        fn(ctx, 0, n);
+      } catch (...) {
+        t_in_pool_job = false;
+        throw;
+      }
+      t_in_pool_job = false;
+      return;
+    }
     while (static_cast<int>(threads_.size()) < threads - 1) {
       // The word it starts from is read now, before this job is published:
       // read in the new thread, it could already be this job's and hide it.
@@ -93,6 +115,7 @@ class Pool {
       std::lock_guard<std::mutex> sleep_lock(sleep_mutex_);
       wake_.notify_all();
     }
+    const auto start = Clock::now();
     work();
     // Every participant has stopped touching the job before it changes.
     const auto t0 = Clock::now();
@@ -102,6 +125,8 @@ class Pool {
       else
         std::this_thread::yield();  // a participant may be waiting for this core
     }
+    if (adaptive_.load(std::memory_order_relaxed)) backoff_.record(std::chrono::duration_cast<std::chrono::nanoseconds>(t0 - start),
+                                                                    std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - t0));
     if (error_) std::rethrow_exception(error_);
   }
 
@@ -165,7 +190,8 @@ class Pool {
     }
   }
 
-  std::mutex run_mutex_;  // one job at a time; guards threads_ and the job fields
+  std::mutex run_mutex_;  // one job at a time; guards threads_, backoff_ and the job fields
+  detail::ThreadBackoff backoff_;
   std::vector<std::thread> threads_;
   uint64_t generation_ = 0;
 
@@ -210,5 +236,38 @@ void parallel_run(int64_t n, int n_threads, int64_t grain, ChunkFn fn, void* ctx
 }  // namespace detail
 
 int parallel_pool_workers() { return pool().workers(); }
+
+void parallel_set_adaptive(bool on) { pool().adaptive_.store(on); }
+
+namespace detail {
+
+int ThreadBackoff::threads(int wanted) {
+  if (wanted != wanted_) *this = ThreadBackoff(wanted);
+  if (fewer_ > 0 && ++held_ >= hold_) {  // time to try one more thread
+    held_ = 0;
+    --fewer_;
+    trying_ = true;
+  }
+  return wanted_ - fewer_;
+}
+
+void ThreadBackoff::record(std::chrono::nanoseconds work, std::chrono::nanoseconds waited) {
+  work_ += work;
+  waited_ += waited;
+  if (++jobs_ < kWindow) return;
+  const bool stalled = waited_ > work_ / 2;
+  if (stalled && wanted_ - fewer_ > 1) {
+    ++fewer_;
+    held_ = 0;
+    if (trying_) hold_ = std::min(hold_ * 2, kMaxHold);
+  } else if (!stalled && trying_) {
+    hold_ = kFirstHold;
+  }
+  trying_ = false;
+  jobs_ = 0;
+  work_ = waited_ = std::chrono::nanoseconds::zero();
+}
+
+}  // namespace detail
 
 }  // namespace slm

@@ -54,6 +54,7 @@ TEST(Parallel, OneThreadRunsInlineAsOneRange) {
 }
 
 TEST(Parallel, ManyThreadsReallyRunConcurrently) {
+  parallel_set_adaptive(false);  // other tests may be loading the machine
   // Four chunks that each wait for all four to have started: only finishes
   // if four threads run them at the same time.
   std::atomic<int> started{0};
@@ -69,6 +70,7 @@ TEST(Parallel, ManyThreadsReallyRunConcurrently) {
   });
   EXPECT_FALSE(timed_out.load());
   EXPECT_GE(parallel_pool_workers(), 3);
+  parallel_set_adaptive(true);
 }
 
 TEST(Parallel, ExceptionReachesTheCaller) {
@@ -111,6 +113,7 @@ TEST(Parallel, CallersOnSeveralThreadsAreServedOneAtATime) {
 }
 
 TEST(Parallel, SleepingWorkersWakeForTheNextJob) {
+  parallel_set_adaptive(false);
   expect_each_index_once(1000, 2, 1);
   // Longer than the spin and yield phases: the workers are asleep now.
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -126,6 +129,44 @@ TEST(Parallel, SleepingWorkersWakeForTheNextJob) {
     if (std::this_thread::get_id() != caller) others.fetch_add(1);
   });
   EXPECT_EQ(others.load(), 1);
+  parallel_set_adaptive(true);
+}
+
+TEST(Parallel, BackoffDropsAThreadWhenWaitsDominateAndRetriesLater) {
+  using std::chrono::microseconds;
+  using B = detail::ThreadBackoff;
+  B b;
+  auto window = [&](microseconds work, microseconds waited) {
+    for (int j = 0; j < B::kWindow; ++j) {
+      EXPECT_GT(b.threads(4), 0);
+      b.record(work, waited);
+    }
+  };
+  EXPECT_EQ(b.threads(4), 4);
+  window(microseconds(30), microseconds(5));  // quiet: waits are small
+  EXPECT_EQ(b.threads(4), 4);
+  window(microseconds(30), microseconds(400));  // a late thread stalls the jobs
+  EXPECT_EQ(b.threads(4), 3);
+  window(microseconds(30), microseconds(400));
+  window(microseconds(30), microseconds(400));
+  EXPECT_EQ(b.threads(4), 1);
+  // Never below one thread.
+  window(microseconds(30), microseconds(400));
+  EXPECT_EQ(b.threads(4), 1);
+  // After the hold, one more thread is tried; it stalls again: back to one
+  // and the next hold is twice as long.
+  for (int64_t j = 0; j < B::kFirstHold; ++j) b.threads(4);
+  EXPECT_EQ(b.threads(4), 2);
+  window(microseconds(30), microseconds(400));
+  EXPECT_EQ(b.threads(4), 1);
+  EXPECT_EQ(b.hold(), 2 * B::kFirstHold);
+  // A try that goes well keeps the thread and resets the hold.
+  for (int64_t j = 0; j < 2 * B::kFirstHold; ++j) b.threads(4);
+  window(microseconds(30), microseconds(2));
+  EXPECT_EQ(b.threads(4), 2);
+  EXPECT_EQ(b.hold(), B::kFirstHold);
+  // Asking for another count starts afresh.
+  EXPECT_EQ(b.threads(3), 3);
 }
 
 }  // namespace

@@ -210,7 +210,7 @@ class Table {
     fmt::print("{}\n", line);
   }
   const std::vector<std::string> header_ = {"model", "size", "params", "backend", "threads", "test", "t/s", "roofline t/s"};
-  const std::vector<size_t> widths_ = {30, 10, 10, 10, 7, 16, 20, 18};
+  const std::vector<size_t> widths_ = {30, 10, 10, 10, 7, 15, 20, 18};
   const std::vector<bool> right_ = {false, true, true, false, true, true, true, true};
   bool printed_header_ = false;
 };

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -179,7 +180,24 @@ void add_vocab(GgufWriter& w, const Preset& p) {
     scores.push_back(0.0f);
     types.push_back(6);
   }
+  // Phi-3's chat tokens at their real ids (32000 <|endoftext|> ... 32010
+  // <|user|>), where the vocabulary is big enough: llama.cpp refuses a Phi-3
+  // vocabulary without <|endoftext|>, and side-by-side benchmarks load these
+  // files in both engines.
+  std::map<uint32_t, std::string> chat_tokens;
+  if (p.arch == "phi3" && p.n_vocab >= 32011) {
+    const char* names[] = {"<|endoftext|>",   "<|assistant|>", "<|placeholder1|>", "<|placeholder2|>",
+                           "<|placeholder3|>", "<|placeholder4|>", "<|system|>", "<|end|>",
+                           "<|placeholder5|>", "<|placeholder6|>", "<|user|>"};
+    for (uint32_t i = 0; i < 11; ++i) chat_tokens[32000 + i] = names[i];
+  }
   for (uint32_t i = static_cast<uint32_t>(tokens.size()); i < p.n_vocab; ++i) {
+    if (const auto it = chat_tokens.find(i); it != chat_tokens.end()) {
+      tokens.push_back(it->second);
+      scores.push_back(0.0f);
+      types.push_back(3);
+      continue;
+    }
     tokens.push_back(fmt::format("\xE2\x96\x81tok{}", i));  // "▁tok<i>"
     scores.push_back(-static_cast<float>(i));
     types.push_back(1);
