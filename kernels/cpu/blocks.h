@@ -64,6 +64,28 @@ struct BlockQ8_0 {
 };
 static_assert(sizeof(BlockQ8_0) == 34, "Q8_0 block is 34 bytes");
 
+// Row-interleaved copies of Q4_0 and Q8_0, made once at load (matmul.h
+// pack_weight_matrix): block i of 8 consecutive rows in one struct, so one
+// 32-byte load holds 4 quant bytes of each of the 8 rows and an integer dot
+// product lands one row per 32-bit lane — the per-block conversion and
+// scaling then cost one instruction for 8 rows instead of one per row.
+//   d[k]                       the f16 scale of row k's block i
+//   qs[32 * s + 4 * k + j]     byte 4 * s + j of row k's block i (its qs),
+//                              for step s < kBytes / 4, row k < 8, j < 4
+// Q4_0x8: 4 steps; step s's low nibbles are elements 4s..4s+3 of each row,
+// its high nibbles elements 16+4s..16+4s+3. Q8_0x8: 8 steps of elements
+// 4s..4s+3. Rows past the last full group of 8 stay in the plain layout.
+constexpr int kInterleave = 8;
+template <int kBytes>
+struct BlockX8 {
+  uint16_t d[kInterleave];
+  uint8_t qs[kInterleave * kBytes];
+};
+using BlockQ4_0x8 = BlockX8<kQK / 2>;
+using BlockQ8_0x8 = BlockX8<kQK>;
+static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "Q4_0x8 holds 8 Q4_0 blocks");
+static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "Q8_0x8 holds 8 Q8_0 blocks");
+
 // Q8_1: Q8_0 plus s = d * sum(qs) (a GGUF format slm reads; slm's own
 // activations use BlockQ8Act below).
 struct BlockQ8_1 {

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <string>
 
 #include "core/cpu_features.h"
 #include "core/fp16.h"
@@ -184,6 +186,45 @@ bool can_quantize(DType type) {
     case DType::Q6_K:
       return true;
     default: return false;
+  }
+}
+
+bool can_interleave(DType type) { return type == DType::Q4_0 || type == DType::Q8_0; }
+
+namespace {
+
+// Bytes of quants in one plain block of an interleavable type (the block is
+// a 2-byte f16 scale followed by them).
+size_t interleave_quant_bytes(DType type) {
+  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
+  return type == DType::Q4_0 ? kQK / 2 : kQK;
+}
+
+}  // namespace
+
+void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out) {
+  const size_t qb = interleave_quant_bytes(type), block = 2 + qb, packed = kInterleave * block;
+  const auto* src = static_cast<const uint8_t*>(rows);
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    uint8_t* group = dst + static_cast<size_t>(i) * packed;  // d[8], then qs
+    for (int k = 0; k < kInterleave; ++k) {
+      const uint8_t* b = src + static_cast<size_t>(k) * row_bytes + static_cast<size_t>(i) * block;
+      std::memcpy(group + 2 * k, b, 2);
+      for (size_t s = 0; s < qb / 4; ++s) std::memcpy(group + 2 * kInterleave + 32 * s + 4 * k, b + 2 + 4 * s, 4);
+    }
+  }
+}
+
+void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out) {
+  const size_t qb = interleave_quant_bytes(type), block = 2 + qb, group_bytes = kInterleave * block;
+  const auto* src = static_cast<const uint8_t*>(packed);
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const uint8_t* group = src + static_cast<size_t>(i) * group_bytes;
+    uint8_t* b = dst + static_cast<size_t>(i) * block;
+    std::memcpy(b, group + 2 * r, 2);
+    for (size_t s = 0; s < qb / 4; ++s) std::memcpy(b + 2 + 4 * s, group + 2 * kInterleave + 32 * s + 4 * r, 4);
   }
 }
 

@@ -53,6 +53,10 @@ using DotFn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride,
 // the GEMM uses it to load each activation block once for two rows.
 using Dot2Fn = void (*)(int64_t n, const void* w, size_t w_stride, const void* x, size_t x_stride, int nx,
                         float* out);
+// Eight row-interleaved weight rows (blocks.h BlockX8: rows packed by
+// pack_rows_x8) against `nx` activation rows: out[r * kMaxDotCols + c] =
+// dot(w_r, x_c) for r < 8, c < nx <= kMaxDotCols.
+using DotX8Fn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nx, float* out);
 // Converts n floats (a multiple of the format's block) to another format.
 using ConvertRowFn = void (*)(const float* x, void* out, int64_t n);
 
@@ -61,6 +65,8 @@ struct TypeKernels {
   ActFormat act = ActFormat::f32;        // activation format dot() expects
   ConvertRowFn quantize_act = nullptr;   // f32 -> act (null for f32)
   Dot2Fn dot2 = nullptr;                 // two-row GEMM kernel, when the path has one
+  DotX8Fn dot_x8 = nullptr;              // row-interleaved kernel: weights of this type are
+                                         // repacked at load when the active path has one
 };
 
 // Attention for one query head over a contiguous range of cached keys.
@@ -147,5 +153,14 @@ bool can_dequantize(DType type);
 // (Q2_K / Q3_K are read but not written). n must be a multiple of the block.
 void quantize_row(DType type, const float* x, void* out, int64_t n);
 bool can_quantize(DType type);
+
+// Row interleaving (blocks.h BlockX8), for the types that have a layout:
+// Q4_0 and Q8_0. Whether `type` has one.
+bool can_interleave(DType type);
+// Packs 8 rows of `cols` elements (the first at `rows`, the next row_bytes
+// apart) into cols / 32 interleaved blocks at `out` (8 * row_bytes bytes).
+void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out);
+// The inverse: row r < 8 of a packed group back to plain blocks.
+void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out);
 
 }  // namespace slm::kernels

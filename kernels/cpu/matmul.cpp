@@ -4,6 +4,7 @@
 #include <cstring>
 #include <string>
 
+#include "cpu/blocks.h"
 #include "cpu/parallel.h"
 #include "slm/error.h"
 
@@ -27,6 +28,28 @@ const TypeKernels& type_kernels(const KernelTable& k, DType type) {
 }
 
 }  // namespace
+
+bool can_pack(const KernelTable& k, DType type, int64_t rows) {
+  return rows >= kInterleave && can_interleave(type) && k.types[static_cast<size_t>(type)].dot_x8 != nullptr;
+}
+
+WeightMatrix pack_weight_matrix(const KernelTable& k, const WeightMatrix& w, std::unique_ptr<uint8_t[]>& storage,
+                                int n_threads) {
+  if (!can_pack(k, w.type, w.rows)) return w;
+  WeightMatrix out = w;
+  out.packed_rows = w.rows / kInterleave * kInterleave;
+  const size_t group = kInterleave * w.row_bytes;
+  storage.reset(new uint8_t[static_cast<size_t>(out.packed_rows / kInterleave) * group]);
+  uint8_t* dst = storage.get();
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  parallel_for(out.packed_rows / kInterleave, n_threads, [&](int64_t g0, int64_t g1) {
+    for (int64_t g = g0; g < g1; ++g)
+      pack_rows_x8(w.type, src + static_cast<size_t>(g) * group, w.row_bytes, w.cols, dst + static_cast<size_t>(g) * group);
+  });
+  out.packed = storage.get();
+  out.packed_for = k.isa;
+  return out;
+}
 
 size_t activation_row_bytes(const KernelTable& k, DType type, int64_t cols) {
   const TypeKernels& tk = type_kernels(k, type);
@@ -69,9 +92,40 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
   // a pair of weight rows (decode keeps the one-row GEMV).
   const bool pairs = tk.dot2 != nullptr && n_tokens > 1;
   float out2[2 * kMaxDotCols];
+  // Packed rows: whole groups of 8 through the interleaved kernel; a range
+  // that starts or ends inside a group unpacks those rows one at a time.
+  const int64_t packed_end = w.packed ? std::min(r1, w.packed_rows) : r0;
+  if (w.packed && !tk.dot_x8)
+    throw Error("matmul: weights re-laid for the " + std::string(isa_name(w.packed_for)) + " path cannot be read by the " +
+                std::string(isa_name(k.isa)) + " path");
+  const auto* packed = static_cast<const uint8_t*>(w.packed);
+  const size_t group = kInterleave * w.row_bytes;
+  float out8[kInterleave * kMaxDotCols];
+  std::vector<uint8_t> unpacked;
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const int64_t t1 = std::min(n_tokens, t0 + chunk);
     int64_t r = r0;
+    while (r < packed_end) {
+      const uint8_t* g = packed + static_cast<size_t>(r / kInterleave) * group;
+      if (r % kInterleave == 0 && r + kInterleave <= packed_end) {
+        for (int64_t t = t0; t < t1; t += kMaxDotCols) {
+          const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
+          tk.dot_x8(w.cols, g, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out8);
+          for (int c = 0; c < nx; ++c)
+            for (int j = 0; j < kInterleave; ++j) y[(t + c) * ldy + r + j] = out8[j * kMaxDotCols + c];
+        }
+        r += kInterleave;
+        continue;
+      }
+      unpacked.resize(w.row_bytes);
+      unpack_row_x8(w.type, g, w.cols, static_cast<int>(r % kInterleave), unpacked.data());
+      for (int64_t t = t0; t < t1; t += kMaxDotCols) {
+        const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
+        tk.dot(w.cols, unpacked.data(), a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out);
+        for (int c = 0; c < nx; ++c) y[(t + c) * ldy + r] = out[c];
+      }
+      ++r;
+    }
     for (; pairs && r + 2 <= r1; r += 2) {
       const uint8_t* row = wd + static_cast<size_t>(r) * w.row_bytes;
       for (int64_t t = t0; t < t1; t += kMaxDotCols) {

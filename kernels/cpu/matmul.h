@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "cpu/kernels.h"
@@ -18,15 +19,31 @@ namespace slm::kernels {
 
 // A weight matrix as stored in GGUF: `rows` rows of `cols` elements, each
 // row `row_bytes` long (ne = [cols, rows]).
+// Rows [0, packed_rows) may instead be read from `packed`: the same rows
+// re-laid in groups of 8 (blocks.h BlockX8; 8 * row_bytes per group), made
+// by pack_weight_matrix for a table with a row-interleaved kernel.
 struct WeightMatrix {
   const void* data = nullptr;
   DType type = DType::F32;
   int64_t cols = 0;
   int64_t rows = 0;
   size_t row_bytes = 0;
+  const void* packed = nullptr;
+  int64_t packed_rows = 0;   // a multiple of 8; rows from here on are read from data
+  Isa packed_for = Isa::ref; // the path that packed it (for logs and tests)
 };
 
 WeightMatrix make_weight_matrix(const void* data, DType type, int64_t cols, int64_t rows);
+
+// Whether table k would re-lay a matrix of this type and row count.
+bool can_pack(const KernelTable& k, DType type, int64_t rows);
+// Re-lays the full groups of 8 rows of `w` for table k's row-interleaved
+// kernel (when can_pack), into `storage` (allocated here, packed_rows *
+// row_bytes bytes), using n_threads threads. Returns the matrix reading
+// them; w's own rows [0, packed_rows) are not read by matmul afterwards (the
+// caller may release their pages). Without a kernel, returns w unchanged.
+WeightMatrix pack_weight_matrix(const KernelTable& k, const WeightMatrix& w, std::unique_ptr<uint8_t[]>& storage,
+                                int n_threads);
 
 // Bytes of one token's converted activations for this weight type.
 size_t activation_row_bytes(const KernelTable& k, DType type, int64_t cols);

@@ -66,9 +66,21 @@ MappedFile::MappedFile(const std::string& path, FileAccess access) : path_(path)
                             std::strerror(map_err)));
   }
   data_ = static_cast<const uint8_t*>(addr);
+  file_backed_ = access.mmap && !access.lock;
   if (access.lock && ::mlock(addr, size_) != 0)
     logger().warn("{}: cannot lock {:.1f} MiB in memory ({}); raise `ulimit -l` to use --mlock", path,
                   static_cast<double>(size_) / (1 << 20), std::strerror(errno));
+}
+
+size_t MappedFile::release(const void* p, size_t n) const {
+  if (!file_backed_ || n == 0) return 0;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (begin < reinterpret_cast<uintptr_t>(data_) || end > reinterpret_cast<uintptr_t>(data_) + size_ || end <= begin)
+    return 0;
+  if (::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED) != 0) return 0;
+  return end - begin;
 }
 
 MappedFile::~MappedFile() {

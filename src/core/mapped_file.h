@@ -33,8 +33,16 @@ class MappedFile {
   uint64_t size() const { return size_; }
   const std::string& path() const { return path_; }
 
+  // Drops this process's resident pages of [p, p + n) (whole pages inside
+  // it) when the bytes come from a mapping of the file (not --no-mmap, not
+  // --mlock): they stay readable, read from the file again if ever touched.
+  // Used after weights were copied into another layout, so the process holds
+  // one copy, not two. Returns the bytes released.
+  size_t release(const void* p, size_t n) const;
+
  private:
   std::string path_;
+  bool file_backed_ = false;  // mapped from the file and not locked
   const uint8_t* data_ = nullptr;
   uint64_t size_ = 0;
 };

@@ -426,4 +426,8 @@ uint64_t GgufFile::n_parameters() const {
   return n;
 }
 
+size_t GgufFile::release_tensor_pages(const TensorInfo& info) const {
+  return file_->release(tensor_data(info), static_cast<size_t>(info.n_bytes));
+}
+
 }  // namespace slm::gguf

@@ -100,6 +100,8 @@ class GgufFile {
   const TensorInfo* find_tensor(std::string_view name) const;  // null when absent
   // Pointer to the tensor's bytes inside the mapping (valid while *this lives).
   const uint8_t* tensor_data(const TensorInfo& info) const;
+  // Drops the resident pages of a tensor's bytes (MappedFile::release).
+  size_t release_tensor_pages(const TensorInfo& info) const;
   uint64_t n_parameters() const;  // sum of tensor elements
 
  private:

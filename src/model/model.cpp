@@ -2,8 +2,14 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <thread>
+
 #include "core/log.h"
 #include "cpu/kernels.h"
+#include "cpu/matmul.h"
 #include "model/cuda/cuda_backend.h"
 #include "slm/error.h"
 
@@ -104,6 +110,7 @@ std::unique_ptr<Model> Model::load(const std::string& path, Device device, FileA
   }
   if (n_expected != f.tensors().size())
     logger().warn("{}: {} tensors are not used by the {} architecture", path, f.tensors().size() - n_expected, hp.arch);
+  if (device == Device::cpu) m->pack_weights();
   if (device == Device::cuda) {
     m->backend_weights_ = cuda::upload_weights(*m);
     m->device_ = device;
@@ -113,6 +120,33 @@ std::unique_ptr<Model> Model::load(const std::string& path, Device device, FileA
   logger().debug("loaded {} ({}): {} layers, E={} H={}/{} D={} F={} vocab={}", path, hp.arch, hp.n_layer, hp.n_embd,
                  hp.n_head, hp.n_head_kv, hp.head_dim, hp.n_ff, hp.n_vocab);
   return m;
+}
+
+void Model::pack_weights() {
+  // SLM_REPACK=0 keeps the file's layout (to compare, or to debug).
+  if (const char* v = std::getenv("SLM_REPACK"); v && std::string(v) == "0") return;
+  const kernels::KernelTable& k = kernels::active_kernels();
+  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  size_t packed_bytes = 0, released = 0;
+  int matrices = 0;
+  auto pack = [&](Weight& w) {
+    if (!w || w.info->ne.size() != 2 || !kernels::can_pack(k, w.matrix.type, w.matrix.rows)) return;
+    std::unique_ptr<uint8_t[]> storage;
+    w.matrix = kernels::pack_weight_matrix(k, w.matrix, storage, threads);
+    const size_t bytes = static_cast<size_t>(w.matrix.packed_rows) * w.matrix.row_bytes;
+    released += file_->release_tensor_pages(*w.info) > 0 ? bytes : 0;
+    packed_bytes += bytes;
+    ++matrices;
+    packed_.push_back(std::move(storage));
+  };
+  for (auto& layer : layers_)
+    for (Weight& w : layer) pack(w);
+  for (size_t s = 0; s < globals_.size(); ++s)
+    if (static_cast<Slot>(s) != Slot::token_embd) pack(globals_[s]);
+  if (matrices > 0)
+    logger().debug("{} matrices ({:.1f} MiB) re-laid in groups of 8 rows for the {} path; file pages released: {}",
+                   matrices, static_cast<double>(packed_bytes) / (1 << 20), kernels::isa_name(k.isa),
+                   released > 0 ? "yes" : "no (--no-mmap or --mlock: the file's copy stays in memory)");
 }
 
 const kernels::WeightMatrix& Model::output_matrix() const {

@@ -75,6 +75,13 @@ class Model {
   HParams hp_;
   std::array<Weight, static_cast<size_t>(Slot::count)> globals_;
   std::vector<std::array<Weight, static_cast<size_t>(Slot::count)>> layers_;
+  // Row-interleaved copies of the matrices the CPU path re-laid at load
+  // (kernels/cpu/matmul.h pack_weight_matrix); their Weight::matrix reads them.
+  std::vector<std::unique_ptr<uint8_t[]>> packed_;
+  // Re-lays every matrix the active kernel table has an interleaved kernel
+  // for (not the token embedding, which is also looked up by row) and
+  // releases the file pages the copies replace.
+  void pack_weights();
 };
 
 }  // namespace slm::model

@@ -5,6 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
 
 #include "cpu/blocks.h"
 #include "cpu/matmul.h"
@@ -261,6 +264,83 @@ TEST(KernelMatmul, TokenCountsCrossingChunksMatchThePerTokenReference) {
       }
     }
   }
+}
+
+// Row-interleaved Q4_0 / Q8_0 (re-laid at load): on every path that has the
+// kernel, matmul over the packed copy equals the reference over the plain
+// rows, for row counts with and without a partial group of 8, token tiles
+// of 1..4 and more, 1 and 2 threads, and row ranges that start or end
+// inside a group. The plain bytes of the packed rows are poisoned: matmul
+// must not read them (the model releases their pages).
+TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
+  const KernelTable& r = ref::table();
+  int checked = 0;
+  for (Isa isa : available_isas()) {
+    const KernelTable& k = kernel_table(isa);
+    for (DType type : {DType::Q4_0, DType::Q8_0}) {
+      const bool x86_or_ref = isa == Isa::ref || isa == Isa::avx2 || isa == Isa::avx512 || isa == Isa::avx512_vnni;
+      EXPECT_EQ(can_pack(k, type, 8), x86_or_ref) << isa_name(isa);
+      EXPECT_FALSE(can_pack(k, type, 7)) << "fewer rows than a group";
+      if (!can_pack(k, type, 8)) continue;
+      for (int64_t rows : {8, 13, 16, 37}) {
+        for (int64_t cols : {32, 96, 3072}) {
+          SCOPED_TRACE(std::string(isa_name(isa)) + " " + std::string(dtype_name(type)) + " rows " +
+                       std::to_string(rows) + " cols " + std::to_string(cols));
+          const auto w = testing::make_weights(type, rows, cols, 31);
+          const WeightMatrix plain = make_weight_matrix(w.data(), type, cols, rows);
+          std::unique_ptr<uint8_t[]> storage;
+          WeightMatrix packed = pack_weight_matrix(k, plain, storage, 2);
+          ASSERT_EQ(packed.packed_rows, rows / 8 * 8);
+          ASSERT_EQ(packed.packed_for, isa);
+          // Unpacking gives back every row's bytes.
+          std::vector<uint8_t> row(plain.row_bytes);
+          for (int64_t rr = 0; rr < packed.packed_rows; ++rr) {
+            unpack_row_x8(type, storage.get() + static_cast<size_t>(rr / 8) * 8 * plain.row_bytes, cols,
+                          static_cast<int>(rr % 8), row.data());
+            ASSERT_TRUE(std::equal(row.begin(), row.end(), w.begin() + rr * static_cast<int64_t>(plain.row_bytes)))
+                << "row " << rr;
+          }
+          std::vector<uint8_t> poisoned(w);
+          std::fill(poisoned.begin(), poisoned.begin() + packed.packed_rows * static_cast<int64_t>(plain.row_bytes), 0xFF);
+          packed.data = poisoned.data();
+          for (int64_t n_tokens : {1, 2, 3, 4, 5, 9}) {
+            const auto x = gaussian(static_cast<size_t>(n_tokens * cols), 7);
+            std::vector<float> want(static_cast<size_t>(n_tokens * rows)), got1(want.size()), got2(want.size());
+            std::vector<uint8_t> scratch;
+            matmul(r, plain, x.data(), n_tokens, want.data(), rows, 1, scratch);
+            matmul(k, packed, x.data(), n_tokens, got1.data(), rows, 1, scratch);
+            matmul(k, packed, x.data(), n_tokens, got2.data(), rows, 2, scratch);
+            EXPECT_EQ(got1, got2) << "the thread split changed a result";
+            const auto wf = testing::dequantize(type, w.data(), rows, cols);
+            for (int64_t t = 0; t < n_tokens; ++t)
+              for (int64_t rr = 0; rr < rows; ++rr) {
+                const std::vector<float> wrow(wf.begin() + rr * cols, wf.begin() + (rr + 1) * cols);
+                const double tol = 4e-6 * abs_dot(wrow, x.data() + t * cols, cols) + 1e-6;
+                ASSERT_NEAR(got1[static_cast<size_t>(t * rows + rr)], want[static_cast<size_t>(t * rows + rr)], tol)
+                    << "token " << t << " row " << rr;
+              }
+            // A row range that starts and ends inside groups.
+            if (rows >= 13) {
+              const size_t act_bytes = activation_row_bytes(k, type, cols);
+              std::vector<uint8_t> acts(act_bytes * static_cast<size_t>(n_tokens));
+              convert_activations(k, type, x.data(), cols, 0, n_tokens, acts.data());
+              std::vector<float> part(want.size(), std::nanf(""));
+              matmul_rows(k, packed, acts.data(), n_tokens, part.data(), rows, 3, 13);
+              for (int64_t t = 0; t < n_tokens; ++t)
+                for (int64_t rr = 3; rr < 13; ++rr) {
+                  const std::vector<float> wrow(wf.begin() + rr * cols, wf.begin() + (rr + 1) * cols);
+                  const double tol = 4e-6 * abs_dot(wrow, x.data() + t * cols, cols) + 1e-6;
+                  ASSERT_NEAR(part[static_cast<size_t>(t * rows + rr)], want[static_cast<size_t>(t * rows + rr)], tol)
+                      << "token " << t << " row " << rr;
+                }
+            }
+          }
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_GE(checked, 24);  // the reference's packed kernel at least
 }
 
 TEST(KernelMatmul, RejectsWhatItCannotCompute) {

@@ -5,6 +5,7 @@
 // the products are summed in integers per group exactly as the SIMD kernels
 // do, so the paths differ only in the order of float additions.
 #include <cstring>
+#include <vector>
 
 #include "core/fp16.h"
 #include "cpu/blocks.h"
@@ -117,6 +118,18 @@ void dot_q_act(int64_t n, const void* w, const void* x, size_t xs, int nx, float
       sum += l.d * xb[i].d * static_cast<float>(isum) + l.m * xb[i].s;
     }
     out[c] = sum;
+  }
+}
+
+// Row-interleaved Q4_0 / Q8_0: each of the 8 rows back to plain blocks,
+// then the plain kernel — the packed kernels' specification is the plain one.
+template <typename Block>
+void dot_x8(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
+  constexpr DType type = sizeof(Block) == sizeof(BlockQ4_0) ? DType::Q4_0 : DType::Q8_0;
+  std::vector<Block> row(static_cast<size_t>(n / kQK));
+  for (int r = 0; r < kInterleave; ++r) {
+    unpack_row_x8(type, w, n, r, row.data());
+    dot_q_act<Block>(n, row.data(), x, xs, nx, out + r * kMaxDotCols);
   }
 }
 
@@ -250,6 +263,8 @@ void fill_dot_table(KernelTable& t) {
   set(DType::Q4_K, dot_k_q8_k<BlockQ4_K>, ActFormat::q8_k, quantize_row_q8_k);
   set(DType::Q5_K, dot_k_q8_k<BlockQ5_K>, ActFormat::q8_k, quantize_row_q8_k);
   set(DType::Q6_K, dot_k_q8_k<BlockQ6_K>, ActFormat::q8_k, quantize_row_q8_k);
+  t.types[static_cast<int>(DType::Q4_0)].dot_x8 = dot_x8<BlockQ4_0>;
+  t.types[static_cast<int>(DType::Q8_0)].dot_x8 = dot_x8<BlockQ8_0>;
 }
 
 }  // namespace slm::kernels::ref
