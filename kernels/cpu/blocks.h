@@ -175,6 +175,26 @@ struct BlockQ8_K {
 };
 static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block is 292 bytes");
 
+// Row-interleaved Q4_K (see BlockX8): super-block i of 8 consecutive rows.
+// The 6-bit scales and mins are stored unpacked (one byte each), ordered
+// for the kernel: 32 bytes more than 8 plain blocks (2.8 %).
+//   d[k], dmin[k]              row k's super-block scales (f16)
+//   scales[j][k]               row k's scale of sub-block j < 8
+//   mins[p][k][h]              row k's min of sub-block 2p + h (p < 4, h < 2):
+//                              a pair of sub-blocks per row as two bytes
+//   qs[32 * s + 4 * k + i]     byte 4 * s + i of row k's qs, s < 32: step s
+//                              is in group g = s / 8; its low nibbles are
+//                              elements 64g + 4(s % 8) + i (sub-block 2g),
+//                              its high nibbles 32 further (sub-block 2g + 1)
+struct BlockQ4_Kx8 {
+  uint16_t d[kInterleave];
+  uint16_t dmin[kInterleave];
+  uint8_t scales[8][kInterleave];
+  uint8_t mins[4][kInterleave][2];
+  uint8_t qs[kInterleave * kQK_K / 2];
+};
+static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K) + 32, "Q4_Kx8 holds 8 Q4_K blocks, scales unpacked");
+
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block:
 // j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;
 // j >= 4: low 4 bits from byte j + 4 (scale: low nibble, min: high nibble),

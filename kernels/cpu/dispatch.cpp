@@ -189,42 +189,93 @@ bool can_quantize(DType type) {
   }
 }
 
-bool can_interleave(DType type) { return type == DType::Q4_0 || type == DType::Q8_0; }
+bool can_interleave(DType type) { return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K; }
+
+size_t x8_group_bytes(DType type, int64_t cols) {
+  if (type == DType::Q4_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ4_Kx8);
+  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
+  return kInterleave * static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)));
+}
 
 namespace {
 
-// Bytes of quants in one plain block of an interleavable type (the block is
-// a 2-byte f16 scale followed by them).
-size_t interleave_quant_bytes(DType type) {
-  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
-  return type == DType::Q4_0 ? kQK / 2 : kQK;
+// Bytes of quants in one plain block of Q4_0 / Q8_0 (a 2-byte f16 scale
+// followed by them).
+size_t quant_bytes_32(DType type) { return type == DType::Q4_0 ? kQK / 2 : kQK; }
+
+// The inverse of unpack_scale_min_k4: 8 six-bit scales and mins -> 12 bytes.
+void pack_scale_min_k4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
+  for (int j = 0; j < 4; ++j) {
+    q[j] = static_cast<uint8_t>((sc[j] & 63) | ((sc[j + 4] >> 4) << 6));
+    q[j + 4] = static_cast<uint8_t>((mn[j] & 63) | ((mn[j + 4] >> 4) << 6));
+    q[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xF) | ((mn[j + 4] & 0xF) << 4));
+  }
 }
 
 }  // namespace
 
 void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out) {
-  const size_t qb = interleave_quant_bytes(type), block = 2 + qb, packed = kInterleave * block;
   const auto* src = static_cast<const uint8_t*>(rows);
+  if (type == DType::Q4_K) {
+    auto* dst = static_cast<BlockQ4_Kx8*>(out);
+    for (int64_t i = 0; i < cols / kQK_K; ++i) {
+      BlockQ4_Kx8& g = dst[i];
+      for (int k = 0; k < kInterleave; ++k) {
+        const auto& b = reinterpret_cast<const BlockQ4_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
+        g.d[k] = b.d;
+        g.dmin[k] = b.dmin;
+        for (int j = 0; j < 8; ++j) {
+          uint8_t sc, mn;
+          unpack_scale_min_k4(j, b.scales, &sc, &mn);
+          g.scales[j][k] = sc;
+          g.mins[j / 2][k][j % 2] = mn;
+        }
+        for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(g.qs + 32 * st + 4 * k, b.qs + 4 * st, 4);
+      }
+    }
+    return;
+  }
+  const size_t qb = quant_bytes_32(type), block = 2 + qb, packed = kInterleave * block;
+  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
   auto* dst = static_cast<uint8_t*>(out);
   for (int64_t i = 0; i < cols / kQK; ++i) {
     uint8_t* group = dst + static_cast<size_t>(i) * packed;  // d[8], then qs
     for (int k = 0; k < kInterleave; ++k) {
       const uint8_t* b = src + static_cast<size_t>(k) * row_bytes + static_cast<size_t>(i) * block;
       std::memcpy(group + 2 * k, b, 2);
-      for (size_t s = 0; s < qb / 4; ++s) std::memcpy(group + 2 * kInterleave + 32 * s + 4 * k, b + 2 + 4 * s, 4);
+      for (size_t st = 0; st < qb / 4; ++st) std::memcpy(group + 2 * kInterleave + 32 * st + 4 * k, b + 2 + 4 * st, 4);
     }
   }
 }
 
 void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out) {
-  const size_t qb = interleave_quant_bytes(type), block = 2 + qb, group_bytes = kInterleave * block;
+  if (type == DType::Q4_K) {
+    const auto* src = static_cast<const BlockQ4_Kx8*>(packed);
+    auto* dst = static_cast<BlockQ4_K*>(out);
+    for (int64_t i = 0; i < cols / kQK_K; ++i) {
+      const BlockQ4_Kx8& g = src[i];
+      BlockQ4_K& b = dst[i];
+      b.d = g.d[r];
+      b.dmin = g.dmin[r];
+      uint8_t sc[8], mn[8];
+      for (int j = 0; j < 8; ++j) {
+        sc[j] = g.scales[j][r];
+        mn[j] = g.mins[j / 2][r][j % 2];
+      }
+      pack_scale_min_k4(sc, mn, b.scales);
+      for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.qs + 4 * st, g.qs + 32 * st + 4 * r, 4);
+    }
+    return;
+  }
+  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
+  const size_t qb = quant_bytes_32(type), block = 2 + qb, group_bytes = kInterleave * block;
   const auto* src = static_cast<const uint8_t*>(packed);
   auto* dst = static_cast<uint8_t*>(out);
   for (int64_t i = 0; i < cols / kQK; ++i) {
     const uint8_t* group = src + static_cast<size_t>(i) * group_bytes;
     uint8_t* b = dst + static_cast<size_t>(i) * block;
     std::memcpy(b, group + 2 * r, 2);
-    for (size_t s = 0; s < qb / 4; ++s) std::memcpy(b + 2 + 4 * s, group + 2 * kInterleave + 32 * s + 4 * r, 4);
+    for (size_t st = 0; st < qb / 4; ++st) std::memcpy(b + 2 + 4 * st, group + 2 * kInterleave + 32 * st + 4 * r, 4);
   }
 }
 

@@ -154,11 +154,13 @@ bool can_dequantize(DType type);
 void quantize_row(DType type, const float* x, void* out, int64_t n);
 bool can_quantize(DType type);
 
-// Row interleaving (blocks.h BlockX8), for the types that have a layout:
-// Q4_0 and Q8_0. Whether `type` has one.
+// Row interleaving (blocks.h BlockX8, BlockQ4_Kx8), for the types that have
+// a layout: Q4_0, Q8_0, Q4_K. Whether `type` has one.
 bool can_interleave(DType type);
+// Bytes of one interleaved group of 8 rows of `cols` elements.
+size_t x8_group_bytes(DType type, int64_t cols);
 // Packs 8 rows of `cols` elements (the first at `rows`, the next row_bytes
-// apart) into cols / 32 interleaved blocks at `out` (8 * row_bytes bytes).
+// apart) into one interleaved group at `out` (x8_group_bytes).
 void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out);
 // The inverse: row r < 8 of a packed group back to plain blocks.
 void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out);

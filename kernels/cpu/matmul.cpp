@@ -38,13 +38,13 @@ WeightMatrix pack_weight_matrix(const KernelTable& k, const WeightMatrix& w, std
   if (!can_pack(k, w.type, w.rows)) return w;
   WeightMatrix out = w;
   out.packed_rows = w.rows / kInterleave * kInterleave;
-  const size_t group = kInterleave * w.row_bytes;
+  const size_t group = x8_group_bytes(w.type, w.cols), plain = kInterleave * w.row_bytes;
   storage.reset(new uint8_t[static_cast<size_t>(out.packed_rows / kInterleave) * group]);
   uint8_t* dst = storage.get();
   const auto* src = static_cast<const uint8_t*>(w.data);
   parallel_for(out.packed_rows / kInterleave, n_threads, [&](int64_t g0, int64_t g1) {
     for (int64_t g = g0; g < g1; ++g)
-      pack_rows_x8(w.type, src + static_cast<size_t>(g) * group, w.row_bytes, w.cols, dst + static_cast<size_t>(g) * group);
+      pack_rows_x8(w.type, src + static_cast<size_t>(g) * plain, w.row_bytes, w.cols, dst + static_cast<size_t>(g) * group);
   });
   out.packed = storage.get();
   out.packed_for = k.isa;
@@ -99,7 +99,7 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
     throw Error("matmul: weights re-laid for the " + std::string(isa_name(w.packed_for)) + " path cannot be read by the " +
                 std::string(isa_name(k.isa)) + " path");
   const auto* packed = static_cast<const uint8_t*>(w.packed);
-  const size_t group = kInterleave * w.row_bytes;
+  const size_t group = w.packed ? x8_group_bytes(w.type, w.cols) : 0;
   float out8[kInterleave * kMaxDotCols];
   std::vector<uint8_t> unpacked;
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {

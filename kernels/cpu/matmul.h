@@ -20,7 +20,8 @@ namespace slm::kernels {
 // A weight matrix as stored in GGUF: `rows` rows of `cols` elements, each
 // row `row_bytes` long (ne = [cols, rows]).
 // Rows [0, packed_rows) may instead be read from `packed`: the same rows
-// re-laid in groups of 8 (blocks.h BlockX8; 8 * row_bytes per group), made
+// re-laid in groups of 8 (blocks.h BlockX8, BlockQ4_Kx8; x8_group_bytes per
+// group), made
 // by pack_weight_matrix for a table with a row-interleaved kernel.
 struct WeightMatrix {
   const void* data = nullptr;
@@ -38,8 +39,8 @@ WeightMatrix make_weight_matrix(const void* data, DType type, int64_t cols, int6
 // Whether table k would re-lay a matrix of this type and row count.
 bool can_pack(const KernelTable& k, DType type, int64_t rows);
 // Re-lays the full groups of 8 rows of `w` for table k's row-interleaved
-// kernel (when can_pack), into `storage` (allocated here, packed_rows *
-// row_bytes bytes), using n_threads threads. Returns the matrix reading
+// kernel (when can_pack), into `storage` (allocated here, x8_group_bytes
+// per group), using n_threads threads. Returns the matrix reading
 // them; w's own rows [0, packed_rows) are not read by matmul afterwards (the
 // caller may release their pages). Without a kernel, returns w unchanged.
 WeightMatrix pack_weight_matrix(const KernelTable& k, const WeightMatrix& w, std::unique_ptr<uint8_t[]>& storage,

@@ -133,7 +133,7 @@ void Model::pack_weights() {
     if (!w || w.info->ne.size() != 2 || !kernels::can_pack(k, w.matrix.type, w.matrix.rows)) return;
     std::unique_ptr<uint8_t[]> storage;
     w.matrix = kernels::pack_weight_matrix(k, w.matrix, storage, threads);
-    const size_t bytes = static_cast<size_t>(w.matrix.packed_rows) * w.matrix.row_bytes;
+    const size_t bytes = static_cast<size_t>(w.matrix.packed_rows / 8) * kernels::x8_group_bytes(w.matrix.type, w.matrix.cols);
     released += file_->release_tensor_pages(*w.info) > 0 ? bytes : 0;
     packed_bytes += bytes;
     ++matrices;

@@ -121,18 +121,6 @@ void dot_q_act(int64_t n, const void* w, const void* x, size_t xs, int nx, float
   }
 }
 
-// Row-interleaved Q4_0 / Q8_0: each of the 8 rows back to plain blocks,
-// then the plain kernel — the packed kernels' specification is the plain one.
-template <typename Block>
-void dot_x8(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
-  constexpr DType type = sizeof(Block) == sizeof(BlockQ4_0) ? DType::Q4_0 : DType::Q8_0;
-  std::vector<Block> row(static_cast<size_t>(n / kQK));
-  for (int r = 0; r < kInterleave; ++r) {
-    unpack_row_x8(type, w, n, r, row.data());
-    dot_q_act<Block>(n, row.data(), x, xs, nx, out + r * kMaxDotCols);
-  }
-}
-
 // ---- K formats: 256 levels, 16 groups of 16 with an integer scale and min
 // each; x ≈ d * scale_g * q - dmin * min_g.
 
@@ -244,6 +232,18 @@ void dot_k_q8_k(int64_t n, const void* w, const void* x, size_t xs, int nx, floa
   }
 }
 
+// Row-interleaved Q4_0 / Q8_0 / Q4_K: each of the 8 rows back to plain
+// blocks, then the plain kernel — the packed kernels' specification is the
+// plain one.
+template <DType kType, typename Block, DotFn kPlain>
+void dot_x8(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
+  std::vector<Block> row(static_cast<size_t>(n / (kType == DType::Q4_K ? kQK_K : kQK)));
+  for (int r = 0; r < kInterleave; ++r) {
+    unpack_row_x8(kType, w, n, r, row.data());
+    kPlain(n, row.data(), x, xs, nx, out + r * kMaxDotCols);
+  }
+}
+
 }  // namespace
 
 void fill_dot_table(KernelTable& t) {
@@ -263,8 +263,9 @@ void fill_dot_table(KernelTable& t) {
   set(DType::Q4_K, dot_k_q8_k<BlockQ4_K>, ActFormat::q8_k, quantize_row_q8_k);
   set(DType::Q5_K, dot_k_q8_k<BlockQ5_K>, ActFormat::q8_k, quantize_row_q8_k);
   set(DType::Q6_K, dot_k_q8_k<BlockQ6_K>, ActFormat::q8_k, quantize_row_q8_k);
-  t.types[static_cast<int>(DType::Q4_0)].dot_x8 = dot_x8<BlockQ4_0>;
-  t.types[static_cast<int>(DType::Q8_0)].dot_x8 = dot_x8<BlockQ8_0>;
+  t.types[static_cast<int>(DType::Q4_0)].dot_x8 = dot_x8<DType::Q4_0, BlockQ4_0, dot_q_act<BlockQ4_0>>;
+  t.types[static_cast<int>(DType::Q8_0)].dot_x8 = dot_x8<DType::Q8_0, BlockQ8_0, dot_q_act<BlockQ8_0>>;
+  t.types[static_cast<int>(DType::Q4_K)].dot_x8 = dot_x8<DType::Q4_K, BlockQ4_K, dot_k_q8_k<BlockQ4_K>>;
 }
 
 }  // namespace slm::kernels::ref
