@@ -195,33 +195,6 @@ struct BlockQ4_Kx8 {
 };
 static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K) + 32, "Q4_Kx8 holds 8 Q4_K blocks, scales unpacked");
 
-// Row-interleaved Q5_K: BlockQ4_Kx8 plus the fifth bits, regrouped like qs:
-//   qh[32 * s + 4 * k + i]     byte 4 * s + i of row k's qh, s < 8 (bit j of
-//                              qh[l] is bit 4 of element 32j + l)
-struct BlockQ5_Kx8 {
-  uint16_t d[kInterleave];
-  uint16_t dmin[kInterleave];
-  uint8_t scales[8][kInterleave];
-  uint8_t mins[4][kInterleave][2];
-  uint8_t qh[kInterleave * kQK_K / 8];
-  uint8_t qs[kInterleave * kQK_K / 2];
-};
-static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K) + 32, "Q5_Kx8 holds 8 Q5_K blocks, scales unpacked");
-
-// Row-interleaved Q6_K: super-block i of 8 consecutive rows, the same bytes
-// as 8 plain blocks, regrouped.
-//   d[k]                       row k's scale (f16)
-//   scales[g][k]               row k's scale of 16-element group g < 16
-//   ql[32 * s + 4 * k + i]     byte 4 * s + i of row k's ql, s < 32
-//   qh[32 * s + 4 * k + i]     byte 4 * s + i of row k's qh, s < 16
-struct BlockQ6_Kx8 {
-  uint16_t d[kInterleave];
-  int8_t scales[kQK_K / 16][kInterleave];
-  uint8_t ql[kInterleave * kQK_K / 2];
-  uint8_t qh[kInterleave * kQK_K / 4];
-};
-static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K blocks");
-
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block:
 // j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;
 // j >= 4: low 4 bits from byte j + 4 (scale: low nibble, min: high nibble),

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <mutex>
 #include <string>
-#include <type_traits>
 
 #include "core/cpu_features.h"
 #include "core/fp16.h"
@@ -190,15 +189,10 @@ bool can_quantize(DType type) {
   }
 }
 
-bool can_interleave(DType type) {
-  return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K || type == DType::Q5_K ||
-         type == DType::Q6_K;
-}
+bool can_interleave(DType type) { return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K; }
 
 size_t x8_group_bytes(DType type, int64_t cols) {
   if (type == DType::Q4_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ4_Kx8);
-  if (type == DType::Q5_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ5_Kx8);
-  if (type == DType::Q6_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ6_Kx8);
   if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
   return kInterleave * static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)));
 }
@@ -218,70 +212,29 @@ void pack_scale_min_k4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
   }
 }
 
-// Q4_K / Q5_K <-> their interleaved groups (Q5_K also carries qh).
-template <typename Plain, typename Packed>
-void pack_k45(const uint8_t* src, size_t row_bytes, int64_t cols, void* out) {
-  auto* dst = static_cast<Packed*>(out);
-  for (int64_t i = 0; i < cols / kQK_K; ++i) {
-    Packed& g = dst[i];
-    for (int k = 0; k < kInterleave; ++k) {
-      const auto& b = reinterpret_cast<const Plain*>(src + static_cast<size_t>(k) * row_bytes)[i];
-      g.d[k] = b.d;
-      g.dmin[k] = b.dmin;
-      for (int j = 0; j < 8; ++j) {
-        uint8_t sc, mn;
-        unpack_scale_min_k4(j, b.scales, &sc, &mn);
-        g.scales[j][k] = sc;
-        g.mins[j / 2][k][j % 2] = mn;
-      }
-      for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(g.qs + 32 * st + 4 * k, b.qs + 4 * st, 4);
-      if constexpr (std::is_same_v<Plain, BlockQ5_K>)
-        for (int st = 0; st < kQK_K / 32; ++st) std::memcpy(g.qh + 32 * st + 4 * k, b.qh + 4 * st, 4);
-    }
-  }
-}
-
-template <typename Plain, typename Packed>
-void unpack_k45(const void* packed, int64_t cols, int r, void* out) {
-  const auto* src = static_cast<const Packed*>(packed);
-  auto* dst = static_cast<Plain*>(out);
-  for (int64_t i = 0; i < cols / kQK_K; ++i) {
-    const Packed& g = src[i];
-    Plain& b = dst[i];
-    b.d = g.d[r];
-    b.dmin = g.dmin[r];
-    uint8_t sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) {
-      sc[j] = g.scales[j][r];
-      mn[j] = g.mins[j / 2][r][j % 2];
-    }
-    pack_scale_min_k4(sc, mn, b.scales);
-    for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.qs + 4 * st, g.qs + 32 * st + 4 * r, 4);
-    if constexpr (std::is_same_v<Plain, BlockQ5_K>)
-      for (int st = 0; st < kQK_K / 32; ++st) std::memcpy(b.qh + 4 * st, g.qh + 32 * st + 4 * r, 4);
-  }
-}
-
 }  // namespace
 
 void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out) {
   const auto* src = static_cast<const uint8_t*>(rows);
-  if (type == DType::Q6_K) {
-    auto* dst = static_cast<BlockQ6_Kx8*>(out);
+  if (type == DType::Q4_K) {
+    auto* dst = static_cast<BlockQ4_Kx8*>(out);
     for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      BlockQ6_Kx8& g = dst[i];
+      BlockQ4_Kx8& g = dst[i];
       for (int k = 0; k < kInterleave; ++k) {
-        const auto& b = reinterpret_cast<const BlockQ6_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
+        const auto& b = reinterpret_cast<const BlockQ4_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
         g.d[k] = b.d;
-        for (int j = 0; j < kQK_K / 16; ++j) g.scales[j][k] = b.scales[j];
-        for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(g.ql + 32 * st + 4 * k, b.ql + 4 * st, 4);
-        for (int st = 0; st < kQK_K / 16; ++st) std::memcpy(g.qh + 32 * st + 4 * k, b.qh + 4 * st, 4);
+        g.dmin[k] = b.dmin;
+        for (int j = 0; j < 8; ++j) {
+          uint8_t sc, mn;
+          unpack_scale_min_k4(j, b.scales, &sc, &mn);
+          g.scales[j][k] = sc;
+          g.mins[j / 2][k][j % 2] = mn;
+        }
+        for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(g.qs + 32 * st + 4 * k, b.qs + 4 * st, 4);
       }
     }
     return;
   }
-  if (type == DType::Q4_K) return pack_k45<BlockQ4_K, BlockQ4_Kx8>(src, row_bytes, cols, out);
-  if (type == DType::Q5_K) return pack_k45<BlockQ5_K, BlockQ5_Kx8>(src, row_bytes, cols, out);
   const size_t qb = quant_bytes_32(type), block = 2 + qb, packed = kInterleave * block;
   if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
   auto* dst = static_cast<uint8_t*>(out);
@@ -296,21 +249,24 @@ void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, 
 }
 
 void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out) {
-  if (type == DType::Q6_K) {
-    const auto* src = static_cast<const BlockQ6_Kx8*>(packed);
-    auto* dst = static_cast<BlockQ6_K*>(out);
+  if (type == DType::Q4_K) {
+    const auto* src = static_cast<const BlockQ4_Kx8*>(packed);
+    auto* dst = static_cast<BlockQ4_K*>(out);
     for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      const BlockQ6_Kx8& g = src[i];
-      BlockQ6_K& b = dst[i];
+      const BlockQ4_Kx8& g = src[i];
+      BlockQ4_K& b = dst[i];
       b.d = g.d[r];
-      for (int j = 0; j < kQK_K / 16; ++j) b.scales[j] = g.scales[j][r];
-      for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.ql + 4 * st, g.ql + 32 * st + 4 * r, 4);
-      for (int st = 0; st < kQK_K / 16; ++st) std::memcpy(b.qh + 4 * st, g.qh + 32 * st + 4 * r, 4);
+      b.dmin = g.dmin[r];
+      uint8_t sc[8], mn[8];
+      for (int j = 0; j < 8; ++j) {
+        sc[j] = g.scales[j][r];
+        mn[j] = g.mins[j / 2][r][j % 2];
+      }
+      pack_scale_min_k4(sc, mn, b.scales);
+      for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.qs + 4 * st, g.qs + 32 * st + 4 * r, 4);
     }
     return;
   }
-  if (type == DType::Q4_K) return unpack_k45<BlockQ4_K, BlockQ4_Kx8>(packed, cols, r, out);
-  if (type == DType::Q5_K) return unpack_k45<BlockQ5_K, BlockQ5_Kx8>(packed, cols, r, out);
   if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
   const size_t qb = quant_bytes_32(type), block = 2 + qb, group_bytes = kInterleave * block;
   const auto* src = static_cast<const uint8_t*>(packed);

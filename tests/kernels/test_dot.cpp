@@ -266,7 +266,7 @@ TEST(KernelMatmul, TokenCountsCrossingChunksMatchThePerTokenReference) {
   }
 }
 
-// Row-interleaved Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K (re-laid at load): on every path that has the
+// Row-interleaved Q4_0 / Q8_0 / Q4_K (re-laid at load): on every path that has the
 // kernel, matmul over the packed copy equals the reference over the plain
 // rows, for row counts with and without a partial group of 8, token tiles
 // of 1..4 and more, 1 and 2 threads, and row ranges that start or end
@@ -277,13 +277,13 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
   int checked = 0;
   for (Isa isa : available_isas()) {
     const KernelTable& k = kernel_table(isa);
-    for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K}) {
       const bool x86_or_ref = isa == Isa::ref || isa == Isa::avx2 || isa == Isa::avx512 || isa == Isa::avx512_vnni;
       EXPECT_EQ(can_pack(k, type, 8), x86_or_ref) << isa_name(isa);
       EXPECT_FALSE(can_pack(k, type, 7)) << "fewer rows than a group";
       if (!can_pack(k, type, 8)) continue;
       for (int64_t rows : {8, 13, 16, 37}) {
-        for (int64_t cols : traits(type).block_size == 256 ? std::vector<int64_t>{256, 768, 3072} : std::vector<int64_t>{32, 96, 3072}) {
+        for (int64_t cols : type == DType::Q4_K ? std::vector<int64_t>{256, 768, 3072} : std::vector<int64_t>{32, 96, 3072}) {
           SCOPED_TRACE(std::string(isa_name(isa)) + " " + std::string(dtype_name(type)) + " rows " +
                        std::to_string(rows) + " cols " + std::to_string(cols));
           const auto w = testing::make_weights(type, rows, cols, 31);
@@ -340,7 +340,7 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
       }
     }
   }
-  EXPECT_GE(checked, 60);  // the reference's packed kernels at least
+  EXPECT_GE(checked, 36);  // the reference's packed kernels at least
 }
 
 TEST(KernelMatmul, RejectsWhatItCannotCompute) {
