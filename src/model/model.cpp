@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <string>
-#include <thread>
 
 #include "core/log.h"
 #include "cpu/kernels.h"
@@ -126,7 +125,10 @@ void Model::pack_weights() {
   // SLM_REPACK=0 keeps the file's layout (to compare, or to debug).
   if (const char* v = std::getenv("SLM_REPACK"); v && std::string(v) == "0") return;
   const kernels::KernelTable& k = kernels::active_kernels();
-  const int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  // One thread: loading must not start the compute pool, whose threads
+  // inherit the signal mask of whoever starts them (slm chat starts them
+  // with SIGINT blocked, after the load). Re-laying is a copy: ~1 s for 2 GB.
+  const int threads = 1;
   size_t packed_bytes = 0, released = 0;
   int matrices = 0;
   auto pack = [&](Weight& w) {
