@@ -57,17 +57,9 @@ bool adaptive_from_env() {
   return !(v && std::string(v) == "0");
 }
 
+// Never destroyed (see pool()): its threads live as long as the process.
 class Pool {
  public:
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(sleep_mutex_);
-      stopping_.store(true);
-    }
-    wake_.notify_all();
-    for (std::thread& t : threads_) t.join();
-  }
-
   std::atomic<bool> adaptive_{adaptive_from_env()};
 
   int workers() {
@@ -154,8 +146,7 @@ class Pool {
 
   void worker(int index, uint64_t seen) {
     for (;;) {
-      uint64_t word = wait_for_change(seen);
-      if (word == kStop) return;
+      const uint64_t word = wait_for_change(seen);
       seen = word;
       if (static_cast<uint64_t>(index) >= (word & 0xffffffffu)) continue;  // not wanted this time
       work();
@@ -163,14 +154,11 @@ class Pool {
     }
   }
 
-  static constexpr uint64_t kStop = ~uint64_t{0};
-
   uint64_t wait_for_change(uint64_t seen) {
     const auto t0 = Clock::now();
     for (unsigned spins = 0;; ++spins) {
       const uint64_t word = job_.load(std::memory_order_acquire);
       if (word != seen) return word;
-      if (stopping_.load(std::memory_order_relaxed)) return kStop;
       if ((spins & 63) != 63) {
         SLM_CPU_RELAX();
         continue;
@@ -183,9 +171,8 @@ class Pool {
       }
       std::unique_lock<std::mutex> lock(sleep_mutex_);
       sleepers_.fetch_add(1);
-      wake_.wait(lock, [&] { return job_.load() != seen || stopping_.load(); });
+      wake_.wait(lock, [&] { return job_.load() != seen; });
       sleepers_.fetch_sub(1);
-      if (stopping_.load()) return kStop;
       return job_.load(std::memory_order_acquire);
     }
   }
@@ -206,7 +193,6 @@ class Pool {
 
   std::atomic<uint64_t> job_{0};
   std::atomic<int> sleepers_{0};
-  std::atomic<bool> stopping_{false};
   std::mutex sleep_mutex_;
   std::condition_variable wake_;
 };

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <utility>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
@@ -56,6 +57,13 @@ inline constexpr std::pair<const char*, const char*> kOneDashFlags[] = {
     {"-np", "--parallel"},
     {"-pg", "--pg"},
 };
+
+// "Q4_K_M" for MOSTLY_Q4_K_M, "F32" for ALL_F32: the file type name users type.
+inline std::string short_type_name(std::string_view name) {
+  for (std::string_view prefix : {"MOSTLY_", "ALL_"})
+    if (name.rfind(prefix, 0) == 0) return std::string(name.substr(prefix.size()));
+  return std::string(name);
+}
 
 // Thrown when Ctrl-C stopped a command: main() exits with status 130.
 struct Interrupted {};

@@ -114,13 +114,6 @@ std::string size_label(uint64_t n) {
   return fmt::format("{}", n);
 }
 
-// "Q4_K_M" for MOSTLY_Q4_K_M, "F32" for ALL_F32.
-std::string short_type(std::string_view name) {
-  for (std::string_view prefix : {"MOSTLY_", "ALL_"})
-    if (name.rfind(prefix, 0) == 0) return std::string(name.substr(prefix.size()));
-  return std::string(name);
-}
-
 // Fields in llama-bench's order, then slm's; every row has every field (csv
 // columns line up), roofline fields null except on tg rows.
 nlohmann::ordered_json to_json(const Result& r) {
@@ -294,7 +287,7 @@ int run_bench(BenchOptions o) {
     base.size = model->weight_bytes();
     base.params = model->file().n_parameters();
     const auto ft = file_type_name(static_cast<uint32_t>(model->file().get_int("general.file_type", 0)));
-    base.file_type = ft ? short_type(*ft) : "unknown";
+    base.file_type = ft ? short_type_name(*ft) : "unknown";
     base.model_type = fmt::format("{} {} {}", model->arch().name, size_label(base.params), base.file_type);
     base.isa = gpu ? "cuda" : std::string(kernels::isa_name(kernels::active_kernels().isa));
     base.backend = gpu ? "CUDA" : "CPU " + base.isa;

@@ -67,13 +67,6 @@ std::string value_text(const Value& v) {
   return fmt::format("{}", *v.to_int());
 }
 
-// "Q4_K_M" for MOSTLY_Q4_K_M, "F32" for ALL_F32: the name users type.
-std::string short_type_name(std::string_view name) {
-  for (std::string_view prefix : {"MOSTLY_", "ALL_"})
-    if (name.rfind(prefix, 0) == 0) return std::string(name.substr(prefix.size()));
-  return std::string(name);
-}
-
 std::string file_type_text(const GgufFile& f) {
   const auto ft = f.get_u32("general.file_type");
   if (!ft) return "unknown";
