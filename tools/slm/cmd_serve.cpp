@@ -4,11 +4,14 @@
 #include <httplib.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <deque>
 #include <mutex>
@@ -213,6 +216,16 @@ bool constant_time_equal(const std::string& a, const std::string& b) {
   return diff == 0 && !b.empty();
 }
 
+// cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed
+// when Debian built its library, so defining it here changes nothing). A
+// burst of clients overflows that queue: the kernel drops their handshakes,
+// they wait a second and retry, and some end up reset. Listening again on
+// the bound socket raises the backlog to the system's maximum.
+class HttpServer : public httplib::Server {
+ public:
+  bool widen_backlog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
+};
+
 class Server {
  public:
   Server(const ServeOptions& o, std::shared_ptr<const Model> model)
@@ -224,7 +237,7 @@ class Server {
         created_(std::time(nullptr)) {}
 
   int run() {
-    httplib::Server svr;
+    HttpServer svr;
     svr.set_payload_max_length(static_cast<size_t>(o_.max_body_mib) << 20);
     svr.set_read_timeout(15, 0);   // a client that sends its request slower than this is dropped
     // Enough connection threads that a few slow or idle clients (each holds
@@ -278,6 +291,7 @@ class Server {
 
     const int port = o_.port == 0 ? svr.bind_to_any_port(o_.host) : (svr.bind_to_port(o_.host, o_.port) ? o_.port : -1);
     if (port < 0) throw Error(fmt::format("cannot listen on {}:{} (in use, or not an address of this machine)", o_.host, o_.port));
+    if (!svr.widen_backlog()) throw Error(fmt::format("cannot listen on {}:{}: {}", o_.host, port, std::strerror(errno)));
     fmt::print(stderr, "slm serve: {} on http://{}:{} ({} slot{}, context {}); Ctrl-C stops\n", name_, o_.host, port,
                o_.parallel, o_.parallel == 1 ? "" : "s", engine_.n_ctx());
     std::fflush(stderr);
