@@ -9,19 +9,29 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "slm/model.h"
 
 namespace slm {
 
-enum class KvType { f16, f32 };
+// KV cache element types: f16 (the default), f32, or q8_0 (blocks of 32
+// int8 with an f16 scale: ~half of f16's memory and reads; needs a head size
+// that is a multiple of 32). K and V each take their own, like llama.cpp's
+// -ctk / -ctv.
+enum class KvType { f16, f32, q8_0 };
+// "f16", "f32", "q8_0"; parse_kv_type reads them back (throws slm::Error
+// naming the accepted ones).
+const char* kv_type_name(KvType t);
+KvType parse_kv_type(const std::string& name);
 
 struct SessionParams {
   int64_t n_ctx = 0;      // positions (tokens) the session holds; 0 = min(model's training context, 4096)
   int64_t n_batch = 512;  // prompt tokens per forward pass
   int n_threads = 0;      // 0 = every core
-  KvType kv_type = KvType::f16;
+  KvType type_k = KvType::f16;  // K cache
+  KvType type_v = KvType::f16;  // V cache
 };
 
 class Session {

@@ -189,6 +189,21 @@ bool can_quantize(DType type) {
   }
 }
 
+bool is_kv_type(DType type) { return type == DType::F32 || type == DType::F16 || type == DType::Q8_0; }
+
+size_t kv_row_bytes(DType type, int64_t head_dim) {
+  switch (type) {
+    case DType::F32: return static_cast<size_t>(head_dim) * sizeof(float);
+    case DType::F16: return static_cast<size_t>(head_dim) * sizeof(uint16_t);
+    case DType::Q8_0:
+      if (head_dim % kQK != 0)
+        throw Error("a q8_0 KV cache needs a head size that is a multiple of " + std::to_string(kQK) +
+                    " (this model's is " + std::to_string(head_dim) + ")");
+      return static_cast<size_t>(head_dim / kQK) * sizeof(BlockQ8_0);
+    default: throw Error(std::string(dtype_name(type)) + " is not a KV cache type (f32, f16 or q8_0)");
+  }
+}
+
 bool can_interleave(DType type) { return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K; }
 
 size_t x8_group_bytes(DType type, int64_t cols) {

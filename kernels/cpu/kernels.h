@@ -69,22 +69,42 @@ struct TypeKernels {
                                          // repacked at load when the active path has one
 };
 
-// Attention for one query head over a contiguous range of cached keys.
+// Attention of a block of query rows that share one KV head (the heads of a
+// GQA group, over one or more tokens) against that head's cached keys and
+// values. Every row's result depends only on its own q, its key range and
+// the cache: never on which other rows share the call. Keys are visited in
+// chunks of kAttentionChunk positions aligned on absolute positions, with an
+// online softmax across chunks (running max m, running sum l, output
+// rescaled by exp(m_old - m_new)); so batching rows differently, or a
+// different thread count, gives bit-identical results.
+constexpr int kAttentionChunk = 64;
+
+// Bytes of one cached row of `head_dim` elements of a KV cache type (F32,
+// F16 or Q8_0; Q8_0 needs head_dim % 32 == 0).
+size_t kv_row_bytes(DType type, int64_t head_dim);
+bool is_kv_type(DType type);
+
 struct AttentionArgs {
-  const float* q = nullptr;  // [head_dim]
-  const void* k = nullptr;   // key of position j at k + row(j) * kv_stride elements
-  const void* v = nullptr;   // same layout as k
-  bool kv_f16 = true;        // K/V element type: f16 bits or f32
-  int64_t kv_stride = 0;     // elements between consecutive rows
-  int64_t ring = 0;          // row(j) = j, or j % ring for a ring buffer of that many rows
+  int n_rows = 0;                      // query rows, <= kMaxAttentionRows
+  const float* const* q = nullptr;     // q[r]: [head_dim]
+  float* const* out = nullptr;         // out[r]: [head_dim]
+  const int64_t* first = nullptr;      // row r attends positions [first[r], last[r]]
+  const int64_t* last = nullptr;
+  const void* k = nullptr;             // position j's key at k + row(j) * k_row_bytes
+  const void* v = nullptr;             // its value at v + row(j) * v_row_bytes
+  DType k_type = DType::F16;           // F32, F16 or Q8_0 (kv_row_bytes)
+  DType v_type = DType::F16;
+  size_t k_row_bytes = 0, v_row_bytes = 0;
+  int64_t ring = 0;                    // row(j) = j, or j % ring for a ring buffer of that many rows
   int head_dim = 0;
-  int64_t first = 0;         // attend to positions [first, last]
-  int64_t last = 0;
-  float scale = 1.0f;        // multiplies q·k before soft-capping
-  float softcap = 0.0f;      // s -> softcap * tanh(s / softcap) when > 0
-  float* scores = nullptr;   // scratch, >= last - first + 1 floats
-  float* out = nullptr;      // [head_dim]
+  float scale = 1.0f;                  // multiplies q·k before soft-capping
+  float softcap = 0.0f;                // s -> softcap * tanh(s / softcap) when > 0
+  float* scratch = nullptr;            // attention_scratch_floats(n_rows) floats
 };
+constexpr int kMaxAttentionRows = 64;
+inline size_t attention_scratch_floats(int n_rows) {
+  return static_cast<size_t>(n_rows) * (kAttentionChunk + 3);
+}
 
 struct KernelTable {
   Isa isa = Isa::ref;
@@ -108,6 +128,8 @@ struct KernelTable {
   void (*rope)(float* x, int n_heads, int head_dim, int n_rot, const float* cos, const float* sin,
                bool neox) = nullptr;
   void (*attention)(const AttentionArgs& args) = nullptr;
+  // One row of head_dim floats into a KV cache row (kv_row_bytes).
+  void (*store_kv)(DType type, const float* x, void* out, int64_t head_dim) = nullptr;
   // f32 <-> f16 rows (KV cache writes; F16 activations)
   void (*f32_to_f16)(const float* x, uint16_t* out, int64_t n) = nullptr;
   // Sum of n floats with the widest loads the path has: the streaming read

@@ -9,6 +9,20 @@
 
 namespace slm {
 
+const char* kv_type_name(KvType t) {
+  switch (t) {
+    case KvType::f32: return "f32";
+    case KvType::q8_0: return "q8_0";
+    default: return "f16";
+  }
+}
+
+KvType parse_kv_type(const std::string& name) {
+  for (KvType t : {KvType::f16, KvType::f32, KvType::q8_0})
+    if (name == kv_type_name(t)) return t;
+  throw Error(fmt::format("unknown KV cache type '{}' (f16, f32 or q8_0)", name));
+}
+
 struct Session::Impl {
   Impl(std::shared_ptr<const Model> m, const SessionParams& p)
       : model(std::move(m)), ctx(*model->impl().model, to_context(p)) {
@@ -22,7 +36,8 @@ struct Session::Impl {
     c.n_ctx = p.n_ctx;
     c.n_batch = p.n_batch;
     c.n_threads = p.n_threads;
-    c.kv_f16 = p.kv_type == KvType::f16;
+    c.k_type = model::kv_dtype(p.type_k);
+    c.v_type = model::kv_dtype(p.type_v);
     return c;
   }
   std::shared_ptr<const Model> model;

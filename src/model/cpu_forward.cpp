@@ -10,6 +10,7 @@
 #include <string>
 
 #include "core/fp16.h"
+#include "cpu/attention.h"
 #include "cpu/parallel.h"
 #include "slm/error.h"
 
@@ -39,10 +40,18 @@ std::optional<double> available_memory_bytes() {
 
 }  // namespace
 
-KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16)
-    : rows_(rows), n_ctx_(n_ctx), kv_dim_(kv_dim), f16_(f16), elem_(f16 ? 2 : 4) {
+KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type,
+                 DType v_type)
+    : rows_(rows),
+      n_ctx_(n_ctx),
+      n_head_kv_(n_head_kv),
+      head_dim_(head_dim),
+      k_type_(k_type),
+      v_type_(v_type),
+      row_bytes_{kernels::kv_row_bytes(k_type, head_dim), kernels::kv_row_bytes(v_type, head_dim)} {
+  const size_t per_position = static_cast<size_t>(n_head_kv) * (row_bytes_[0] + row_bytes_[1]);
   double bytes = 0;
-  for (int64_t r : rows_) bytes += 2.0 * static_cast<double>(r) * static_cast<double>(kv_dim) * static_cast<double>(elem_);
+  for (int64_t r : rows_) bytes += static_cast<double>(r) * static_cast<double>(per_position);
   // Refused before allocating when it could never be backed. (The memory
   // is committed as the cache fills: new[] leaves it untouched, so a short
   // chat with a long context costs only the pages it writes.)
@@ -59,7 +68,7 @@ KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim
   size_t at = 0;
   for (int64_t r : rows_) {
     offset_.push_back(at);
-    at += 2 * static_cast<size_t>(r * kv_dim) * elem_;
+    at += static_cast<size_t>(r) * per_position;
   }
   data_.reset(new (std::nothrow) uint8_t[at]);
   if (!data_ && at > 0)
@@ -69,18 +78,17 @@ KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim
   bytes_ = at;
 }
 
-void* KvCache::base(int layer, int which) {
-  const size_t per = static_cast<size_t>(rows(layer) * kv_dim_) * elem_;
-  return data_.get() + offset_[static_cast<size_t>(layer)] + static_cast<size_t>(which) * per;
+uint8_t* KvCache::base(int layer, int which) const {
+  const size_t k_bytes = static_cast<size_t>(n_head_kv_) * head_bytes(0, layer);
+  return data_.get() + offset_[static_cast<size_t>(layer)] + (which == 0 ? 0 : k_bytes);
 }
 
 void KvCache::store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k) {
   const int64_t r = pos % rows(layer);  // the identity for full-context layers (pos < n_ctx)
-  uint8_t* dst = static_cast<uint8_t*>(base(layer, which)) + static_cast<size_t>(r * kv_dim_) * elem_;
-  if (f16_)
-    k.f32_to_f16(row, reinterpret_cast<uint16_t*>(dst), kv_dim_);
-  else
-    std::memcpy(dst, row, static_cast<size_t>(kv_dim_) * sizeof(float));
+  uint8_t* head0 = base(layer, which) + static_cast<size_t>(r) * row_bytes_[which];
+  for (int g = 0; g < n_head_kv_; ++g)
+    k.store_kv(type(which), row + static_cast<int64_t>(g) * head_dim_, head0 + static_cast<size_t>(g) * head_bytes(which, layer),
+               head_dim_);
 }
 
 // ---------------------------------------------------------------------------
@@ -89,7 +97,8 @@ void KvCache::store(int layer, int which, int64_t pos, const float* row, const k
 CpuForward::CpuForward(const Model& model, const ForwardConfig& config, const std::vector<RopeState>& ropes,
                        const kernels::KernelTable& k)
     : Forward(model, ropes),
-      cache_(config.kv_rows, config.n_ctx, model.hparams().kv_dim(), config.kv_f16),
+      cache_(config.kv_rows, config.n_ctx, static_cast<int>(model.hparams().n_head_kv),
+             static_cast<int>(model.hparams().head_dim), config.k_type, config.v_type),
       k_(k),
       n_threads_(config.n_threads) {
   const auto nb = static_cast<size_t>(config.n_batch);
@@ -190,33 +199,28 @@ void CpuForward::attention(int layer, const float* in, float* out) {
     cache_.store(layer, 0, pos(t), kk + t * ldk, k_);
     cache_.store(layer, 1, pos(t), vv + t * ldk, k_);
   }
-  // Attention per (token, head); a head uses kv head h / (H / KV).
-  const int64_t window = spec.window;
-  const int64_t group = H / KV;
-  const size_t elem = cache_.f16() ? 2 : 4;
-  const auto* kbase = static_cast<const uint8_t*>(cache_.k(layer));
-  const auto* vbase = static_cast<const uint8_t*>(cache_.v(layer));
-  parallel_for(n * H, n_threads_, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(static_cast<size_t>(pos(n - 1) + 1));
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t t = i / H, h = i % H, g = h / group;
-      kernels::AttentionArgs a;
-      a.q = q + t * ldq + h * D;
-      a.k = kbase + static_cast<size_t>(g * D) * elem;
-      a.v = vbase + static_cast<size_t>(g * D) * elem;
-      a.kv_f16 = cache_.f16();
-      a.kv_stride = kvd;
-      a.ring = cache_.is_ring(layer) ? cache_.rows(layer) : 0;
-      a.head_dim = static_cast<int>(D);
-      a.last = pos(t);
-      a.first = window > 0 ? std::max<int64_t>(0, pos(t) - window + 1) : 0;
-      a.scale = hp_.query_scale;
-      a.softcap = hp_.attn_softcap;
-      a.scores = scores.data();
-      a.out = attn_.data() + t * qd + h * D;
-      k_.attention(a);
-    }
-  });
+  // Attention: query head h reads KV head h / (H / KV) (kernels/cpu/attention.h).
+  kernels::AttentionProblem a;
+  a.q = q;
+  a.q_stride = ldq;
+  a.out = attn_.data();
+  a.out_stride = qd;
+  a.n_tokens = n;
+  a.pos0 = pos(0);
+  a.window = spec.window;
+  a.n_head = static_cast<int>(H);
+  a.n_head_kv = static_cast<int>(KV);
+  a.head_dim = static_cast<int>(D);
+  a.k = cache_.k(layer);
+  a.v = cache_.v(layer);
+  a.k_head_bytes = cache_.head_bytes(0, layer);
+  a.v_head_bytes = cache_.head_bytes(1, layer);
+  a.k_type = cache_.type(0);
+  a.v_type = cache_.type(1);
+  a.ring = cache_.is_ring(layer) ? cache_.rows(layer) : 0;
+  a.scale = hp_.query_scale;
+  a.softcap = hp_.attn_softcap;
+  kernels::attention(k_, a, n_threads_);
   matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.data(), n, out, hp_.n_embd);
 }
 

@@ -11,31 +11,36 @@
 
 namespace slm::model {
 
-// K and V for every layer: layer l holds rows(l) rows of kv_dim elements —
-// every position of the context (rows == n_ctx), or, for a sliding-window
-// layer, a ring of the last rows(l) positions (position p in row p % rows).
-// Kv head g of a row starts at element g * D.
+// K and V for every layer, head-major: layer l's K is n_head_kv blocks of
+// rows(l) rows of head_dim elements (so one head's keys are contiguous and
+// attention streams them), V the same. A layer holds every position of the
+// context (rows == n_ctx) or, for a sliding-window layer, a ring of the last
+// rows(l) positions (position p in row p % rows). Element types: F16, F32 or
+// Q8_0 (kernels::kv_row_bytes), K and V each their own.
 class KvCache {
  public:
   // rows[l]: rows of layer l (n_ctx, or a ring size below it).
-  KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int64_t kv_dim, bool f16);
-  void* k(int layer) { return base(layer, 0); }
-  void* v(int layer) { return base(layer, 1); }
-  bool f16() const { return f16_; }
+  KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type, DType v_type);
+  // Head 0 of layer l's K or V; head g is head_bytes(which, l) further.
+  const void* k(int layer) const { return base(layer, 0); }
+  const void* v(int layer) const { return base(layer, 1); }
+  DType type(int which) const { return which == 0 ? k_type_ : v_type_; }
+  size_t head_bytes(int which, int layer) const { return static_cast<size_t>(rows(layer)) * row_bytes_[which]; }
   int64_t n_ctx() const { return n_ctx_; }
   int64_t rows(int layer) const { return rows_[static_cast<size_t>(layer)]; }
   bool is_ring(int layer) const { return rows(layer) < n_ctx_; }
   size_t bytes() const { return bytes_; }
-  // Stores position pos's K or V (kv_dim floats) in its row.
+  // Stores position pos's K or V (n_head_kv * head_dim floats) in its rows.
   void store(int layer, int which, int64_t pos, const float* row, const kernels::KernelTable& k);
 
  private:
-  void* base(int layer, int which);
+  uint8_t* base(int layer, int which) const;
   std::vector<int64_t> rows_;
   std::vector<size_t> offset_;  // byte offset of layer l's K; its V follows
-  int64_t n_ctx_, kv_dim_;
-  bool f16_;
-  size_t elem_;
+  int64_t n_ctx_;
+  int n_head_kv_, head_dim_;
+  DType k_type_, v_type_;
+  size_t row_bytes_[2];  // one head's row of K, of V
   std::unique_ptr<uint8_t[]> data_;  // uninitialised: pages are committed as rows are written
   size_t bytes_ = 0;
 };

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <thread>
 
@@ -53,13 +54,36 @@ std::unique_ptr<Forward> make_forward(const Model& model, const ForwardConfig& c
 // ---------------------------------------------------------------------------
 // Context
 
+DType kv_dtype(KvType t) {
+  switch (t) {
+    case KvType::f32: return DType::F32;
+    case KvType::q8_0: return DType::Q8_0;
+    default: return DType::F16;
+  }
+}
+
 namespace {
+
+// "f16", or "q8_0 K / f16 V" when they differ: for the log.
+std::string kv_type_name(const ContextParams& p) {
+  auto lower = [](DType t) {
+    std::string s(dtype_name(t));
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  return p.k_type == p.v_type ? lower(p.k_type) : lower(p.k_type) + " K / " + lower(p.v_type) + " V";
+}
 
 ContextParams resolve(const Model& model, ContextParams p) {
   const HParams& hp = model.hparams();
   if (p.n_ctx <= 0) p.n_ctx = std::min<int64_t>(hp.n_ctx_train, 4096);
   if (p.n_ctx > (int64_t{1} << 24)) throw Error(fmt::format("context length {} is too large", p.n_ctx));
   if (p.n_batch <= 0) throw Error(fmt::format("batch size must be positive (got {})", p.n_batch));
+  for (DType t : {p.k_type, p.v_type})
+    if (!kernels::is_kv_type(t))
+      throw Error(fmt::format("{} is not a KV cache type (f16, f32 or q8_0)", dtype_name(t)));
+  kernels::kv_row_bytes(p.k_type, hp.head_dim);  // throws when the head size does not fit the type
+  kernels::kv_row_bytes(p.v_type, hp.head_dim);
   p.n_batch = std::min(p.n_batch, p.n_ctx);
   if (p.n_threads <= 0) p.n_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return p;
@@ -106,21 +130,24 @@ Context::Context(const Model& model, const ContextParams& params)
         }
         return out;
       }()),
-      fwd_(make_forward(model, ForwardConfig{kv_rows_, params_.n_ctx, params_.n_batch, params_.n_threads, params_.kv_f16},
+      fwd_(make_forward(model, ForwardConfig{kv_rows_, params_.n_ctx, params_.n_batch, params_.n_threads, params_.k_type, params_.v_type},
                         ropes_)) {
   valid_from_.assign(static_cast<size_t>(model.hparams().n_layer), 0);
   int n_ring = 0;
   int64_t ring_rows = 0;
   for (int l = 0; l < model.hparams().n_layer; ++l)
     if (is_ring(l)) ++n_ring, ring_rows = kv_rows_[static_cast<size_t>(l)];
-  const double full_mib = 2.0 * static_cast<double>(model.hparams().n_layer * params_.n_ctx * model.hparams().kv_dim()) *
-                          (params_.kv_f16 ? 2 : 4) / (1 << 20);
+  const HParams& hp = model.hparams();
+  const double full_mib = static_cast<double>(hp.n_layer * params_.n_ctx * hp.n_head_kv) *
+                          static_cast<double>(kernels::kv_row_bytes(params_.k_type, hp.head_dim) +
+                                              kernels::kv_row_bytes(params_.v_type, hp.head_dim)) /
+                          (1 << 20);
   logger().debug("context: {} positions, batch {}, {} threads, {}; scratch {:.1f} MiB", params_.n_ctx,
                  params_.n_batch, params_.n_threads, model.device_name(),
                  static_cast<double>(fwd_->scratch_bytes()) / (1 << 20));
   logger().debug("KV cache ({}): {:.1f} MiB — {} layers over the whole context, {} sliding-window layers in rings of {} "
                  "positions ({:.1f} MiB without the rings)",
-                 params_.kv_f16 ? "f16" : "f32", static_cast<double>(fwd_->kv_bytes()) / (1 << 20),
+                 kv_type_name(params_), static_cast<double>(fwd_->kv_bytes()) / (1 << 20),
                  model.hparams().n_layer - n_ring, n_ring, ring_rows, full_mib);
 }
 

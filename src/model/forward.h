@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "model/model.h"
+#include "slm/session.h"
 
 namespace slm::model {
 
@@ -15,8 +16,12 @@ struct ContextParams {
   int64_t n_ctx = 0;     // positions the KV cache holds; 0 = min(training context, 4096)
   int64_t n_batch = 512; // tokens per forward pass when evaluating a long prompt
   int n_threads = 0;     // 0 = every core
-  bool kv_f16 = true;    // K/V stored as f16 (half the memory) or f32
+  DType k_type = DType::F16;  // KV cache element types: F16, F32 or Q8_0
+  DType v_type = DType::F16;  // (kernels::is_kv_type)
 };
+
+// The cache element type of a public KvType.
+DType kv_dtype(KvType t);
 
 enum class Activation { silu, gelu };
 
@@ -104,7 +109,7 @@ struct ForwardConfig {
   int64_t n_ctx = 0;
   int64_t n_batch = 0;
   int n_threads = 0;
-  bool kv_f16 = true;
+  DType k_type = DType::F16, v_type = DType::F16;
 };
 
 // The Forward of the backend the model was loaded for (Model::device()).

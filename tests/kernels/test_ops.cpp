@@ -2,9 +2,11 @@
 // reference, and the reference against the math written out in double.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
+#include "cpu/attention.h"
 #include "kernel_test_util.h"
 #include "slm/error.h"
 
@@ -158,60 +160,145 @@ TEST(KernelOps, RopeBothPairingsPartialRotaryAndFactors) {
   }
 }
 
-// Attention for one head over keys [first, last], against double math.
-TEST(KernelOps, AttentionF16AndF32CacheWithSoftcap) {
-  for (int head_dim : {32, 80, 256}) {
-    for (bool f16 : {true, false}) {
-      const int64_t n_pos = 45, kv_stride = head_dim * 2 + 3;  // two kv heads + padding: a real stride
-      const auto kf = gaussian(static_cast<size_t>(n_pos * kv_stride), 1), vf = gaussian(kf.size(), 2);
-      std::vector<uint16_t> kh(kf.size()), vh(vf.size());
-      std::vector<float> kq(kf.size()), vq(vf.size());  // the values the kernel actually sees
-      for (size_t i = 0; i < kf.size(); ++i) {
-        kh[i] = f32_to_f16(kf[i]);
-        vh[i] = f32_to_f16(vf[i]);
-        kq[i] = f16 ? f16_to_f32(kh[i]) : kf[i];
-        vq[i] = f16 ? f16_to_f32(vh[i]) : vf[i];
-      }
-      const auto q = gaussian(static_cast<size_t>(head_dim), 3);
-      for (auto [first, last, cap] : {std::tuple<int64_t, int64_t, float>{0, 0, 0.0f}, {0, 44, 0.0f}, {7, 30, 50.0f},
-                                      {40, 44, 0.0f}}) {
+// A KV cache of n_pos rows of one head (head_dim elements of `type`), the
+// values every kernel must see (`values`: the reference dequantizer's).
+struct TestCache {
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;
+  size_t row_bytes = 0;
+  TestCache(DType type, int64_t n_pos, int head_dim, uint32_t seed) {
+    row_bytes = kv_row_bytes(type, head_dim);
+    const auto x = gaussian(static_cast<size_t>(n_pos * head_dim), seed);
+    bytes.resize(static_cast<size_t>(n_pos) * row_bytes);
+    values.resize(x.size());
+    for (int64_t j = 0; j < n_pos; ++j) {
+      uint8_t* row = bytes.data() + j * row_bytes;
+      quantize_row(type, x.data() + j * head_dim, row, head_dim);
+      dequantize_row(type, row, values.data() + j * head_dim, head_dim);
+    }
+  }
+};
+
+struct KvCase {
+  DType k, v;
+};
+const KvCase kKvCases[] = {{DType::F16, DType::F16}, {DType::F32, DType::F32}, {DType::Q8_0, DType::Q8_0},
+                           {DType::Q8_0, DType::F16}, {DType::F16, DType::Q8_0}};
+
+// Several query rows in one call, each with its own key range (one key,
+// ranges inside a chunk, across chunk borders, starting mid-chunk), against
+// double math on the values the cache holds.
+TEST(KernelOps, AttentionMatchesDoubleMathForEveryCacheType) {
+  const int64_t n_pos = 200;  // kAttentionChunk = 64: four chunks
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {{0, 0}, {0, 63}, {0, 64}, {5, 130}, {63, 64},
+                                                           {70, 199}, {128, 191}, {199, 199}, {1, 198}};
+  for (int head_dim : {32, 80, 96, 256}) {
+    for (const KvCase& kv : kKvCases) {
+      if ((kv.k == DType::Q8_0 || kv.v == DType::Q8_0) && head_dim % 32 != 0) continue;
+      const TestCache kc(kv.k, n_pos, head_dim, 1), vc(kv.v, n_pos, head_dim, 2);
+      for (float cap : {0.0f, 30.0f}) {
+        const auto qs = gaussian(ranges.size() * static_cast<size_t>(head_dim), 3, 2.0f);
         const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-        std::vector<double> w;
-        for (int64_t j = first; j <= last; ++j) {
-          double s = 0;
-          for (int d = 0; d < head_dim; ++d) s += static_cast<double>(q[static_cast<size_t>(d)]) * kq[static_cast<size_t>(j * kv_stride + d + head_dim)];
-          s *= scale;
-          if (cap > 0) s = cap * std::tanh(s / cap);
-          w.push_back(s);
+        std::vector<const float*> q;
+        std::vector<int64_t> first, last;
+        for (size_t r = 0; r < ranges.size(); ++r) {
+          q.push_back(qs.data() + r * static_cast<size_t>(head_dim));
+          first.push_back(ranges[r].first);
+          last.push_back(ranges[r].second);
         }
-        const double mx = *std::max_element(w.begin(), w.end());
-        double z = 0;
-        for (auto& s : w) z += (s = std::exp(s - mx));
-        std::vector<double> want(static_cast<size_t>(head_dim), 0.0);
-        for (int64_t j = first; j <= last; ++j)
-          for (int d = 0; d < head_dim; ++d)
-            want[static_cast<size_t>(d)] += w[static_cast<size_t>(j - first)] / z * vq[static_cast<size_t>(j * kv_stride + d + head_dim)];
         for (Isa isa : available_isas()) {
-          std::vector<float> scores(static_cast<size_t>(n_pos)), out(static_cast<size_t>(head_dim));
+          std::vector<float> outs(qs.size(), 1e30f), scratch(attention_scratch_floats(static_cast<int>(ranges.size())));
+          std::vector<float*> out;
+          for (size_t r = 0; r < ranges.size(); ++r) out.push_back(outs.data() + r * static_cast<size_t>(head_dim));
           AttentionArgs a;
+          a.n_rows = static_cast<int>(ranges.size());
           a.q = q.data();
-          // Second kv head: offset by head_dim elements.
-          a.k = f16 ? static_cast<const void*>(kh.data() + head_dim) : static_cast<const void*>(kf.data() + head_dim);
-          a.v = f16 ? static_cast<const void*>(vh.data() + head_dim) : static_cast<const void*>(vf.data() + head_dim);
-          a.kv_f16 = f16;
-          a.kv_stride = kv_stride;
+          a.out = out.data();
+          a.first = first.data();
+          a.last = last.data();
+          a.k = kc.bytes.data();
+          a.v = vc.bytes.data();
+          a.k_type = kv.k;
+          a.v_type = kv.v;
+          a.k_row_bytes = kc.row_bytes;
+          a.v_row_bytes = vc.row_bytes;
           a.head_dim = head_dim;
-          a.first = first;
-          a.last = last;
           a.scale = scale;
           a.softcap = cap;
-          a.scores = scores.data();
-          a.out = out.data();
+          a.scratch = scratch.data();
           kernel_table(isa).attention(a);
-          for (int d = 0; d < head_dim; ++d)
-            ASSERT_NEAR(out[static_cast<size_t>(d)], want[static_cast<size_t>(d)], 1e-5)
-                << testing::isa_label(isa) << " f16=" << f16 << " D=" << head_dim << " keys " << first << ".." << last;
+          for (size_t r = 0; r < ranges.size(); ++r) {
+            std::vector<double> w;
+            for (int64_t j = first[r]; j <= last[r]; ++j) {
+              double s = 0;
+              for (int d = 0; d < head_dim; ++d) s += static_cast<double>(q[r][d]) * kc.values[static_cast<size_t>(j * head_dim + d)];
+              s *= scale;
+              if (cap > 0) s = cap * std::tanh(s / cap);
+              w.push_back(s);
+            }
+            const double mx = *std::max_element(w.begin(), w.end());
+            double z = 0;
+            for (auto& s : w) z += (s = std::exp(s - mx));
+            for (int d = 0; d < head_dim; ++d) {
+              double want = 0;
+              for (int64_t j = first[r]; j <= last[r]; ++j)
+                want += w[static_cast<size_t>(j - first[r])] / z * vc.values[static_cast<size_t>(j * head_dim + d)];
+              ASSERT_NEAR(out[r][d], want, 2e-5)
+                  << testing::isa_label(isa) << " K " << dtype_name(kv.k) << " V " << dtype_name(kv.v) << " D=" << head_dim
+                  << " cap " << cap << " keys " << first[r] << ".." << last[r] << " d " << d;
+            }
+          }
         }
+      }
+    }
+  }
+}
+
+// A row's result never depends on the rows it shares a call with (the
+// property that makes prefill batch sizes and thread counts give identical
+// logits): 13 rows at once, in blocks of 4 and a tail, against each alone.
+TEST(KernelOps, AttentionRowsDoNotDependOnTheirBlock) {
+  const int D = 96;
+  const int64_t n_pos = 300;
+  for (const KvCase& kv : kKvCases) {
+    const TestCache kc(kv.k, n_pos, D, 11), vc(kv.v, n_pos, D, 12);
+    const int R = 13;
+    const auto qs = gaussian(static_cast<size_t>(R * D), 13);
+    std::vector<const float*> q;
+    std::vector<int64_t> first, last;
+    for (int r = 0; r < R; ++r) {
+      q.push_back(qs.data() + r * D);
+      last.push_back(250 + r * 3);           // causal rows of consecutive tokens ...
+      first.push_back(r % 3 == 0 ? 0 : 37 * r % 200);  // ... some with a window
+    }
+    for (Isa isa : available_isas()) {
+      auto run = [&](int r0, int n) {
+        std::vector<float> outs(static_cast<size_t>(n * D)), scratch(attention_scratch_floats(n));
+        std::vector<float*> out;
+        for (int r = 0; r < n; ++r) out.push_back(outs.data() + r * D);
+        AttentionArgs a;
+        a.n_rows = n;
+        a.q = q.data() + r0;
+        a.out = out.data();
+        a.first = first.data() + r0;
+        a.last = last.data() + r0;
+        a.k = kc.bytes.data();
+        a.v = vc.bytes.data();
+        a.k_type = kv.k;
+        a.v_type = kv.v;
+        a.k_row_bytes = kc.row_bytes;
+        a.v_row_bytes = vc.row_bytes;
+        a.head_dim = D;
+        a.scale = 0.1f;
+        a.scratch = scratch.data();
+        kernel_table(isa).attention(a);
+        return outs;
+      };
+      const auto together = run(0, R);
+      for (int r = 0; r < R; ++r) {
+        const auto alone = run(r, 1);
+        EXPECT_TRUE(std::equal(alone.begin(), alone.end(), together.begin() + r * D))
+            << testing::isa_label(isa) << " K " << dtype_name(kv.k) << " V " << dtype_name(kv.v) << " row " << r;
       }
     }
   }
@@ -220,37 +307,126 @@ TEST(KernelOps, AttentionF16AndF32CacheWithSoftcap) {
 // A ring buffer (position j in row j % ring) gives exactly the attention of
 // the plain layout, on every path: the same rows in the same order.
 TEST(KernelOps, AttentionOverARingEqualsThePlainLayout) {
-  const int D = 40, n_pos = 30, ring = 7, first = 21, last = 27;
-  const int64_t stride = D;
-  const auto q = testing::gaussian(D, 31), k = testing::gaussian(n_pos * D, 32), v = testing::gaussian(n_pos * D, 33);
+  const int D = 40, n_pos = 150, ring = 71;
+  const int64_t first = 75, last = 145;
+  const auto q = testing::gaussian(D, 31);
+  const TestCache kc(DType::F32, n_pos, D, 32), vc(DType::F32, n_pos, D, 33);
   std::vector<float> kr(ring * D), vr(ring * D);
-  for (int p = first; p <= last; ++p)
+  for (int64_t p = first; p <= last; ++p)
     for (int d = 0; d < D; ++d) {
-      kr[static_cast<size_t>((p % ring) * D + d)] = k[static_cast<size_t>(p * D + d)];
-      vr[static_cast<size_t>((p % ring) * D + d)] = v[static_cast<size_t>(p * D + d)];
+      kr[static_cast<size_t>((p % ring) * D + d)] = kc.values[static_cast<size_t>(p * D + d)];
+      vr[static_cast<size_t>((p % ring) * D + d)] = vc.values[static_cast<size_t>(p * D + d)];
     }
   for (Isa isa : available_isas()) {
-    std::vector<float> scores(n_pos), plain(D), ringed(D);
+    std::vector<float> scratch(attention_scratch_floats(1)), plain(D), ringed(D);
+    const float* qp = q.data();
+    float* out = plain.data();
     AttentionArgs a;
-    a.q = q.data();
-    a.kv_f16 = false;
-    a.kv_stride = stride;
+    a.n_rows = 1;
+    a.q = &qp;
+    a.out = &out;
+    a.first = &first;
+    a.last = &last;
+    a.k_type = a.v_type = DType::F32;
+    a.k_row_bytes = a.v_row_bytes = D * sizeof(float);
     a.head_dim = D;
-    a.first = first;
-    a.last = last;
     a.scale = 0.2f;
-    a.scores = scores.data();
-    a.k = k.data();
-    a.v = v.data();
-    a.out = plain.data();
+    a.scratch = scratch.data();
+    a.k = kc.values.data();
+    a.v = vc.values.data();
     kernel_table(isa).attention(a);
     a.k = kr.data();
     a.v = vr.data();
     a.ring = ring;
-    a.out = ringed.data();
+    out = ringed.data();
     kernel_table(isa).attention(a);
     EXPECT_EQ(ringed, plain) << testing::isa_label(isa);
   }
+}
+
+// The threaded driver: GQA (4 query heads per KV head), causal positions
+// after a prefix, a sliding window; each query against the kernel run on it
+// alone, and identical for 1, 2 and 3 threads.
+TEST(KernelOps, AttentionDriverSplitsWithoutChangingResults) {
+  const int H = 8, KV = 2, D = 64;
+  const int64_t n_tokens = 37, pos0 = 90, n_pos = pos0 + n_tokens;
+  const auto q = gaussian(static_cast<size_t>(n_tokens * H * D), 41);
+  for (int64_t window : {int64_t{0}, int64_t{50}}) {
+    std::vector<TestCache> kc, vc;
+    std::vector<uint8_t> kall, vall;
+    for (int g = 0; g < KV; ++g) {
+      kc.emplace_back(DType::Q8_0, n_pos, D, 42 + g);
+      vc.emplace_back(DType::F16, n_pos, D, 52 + g);
+      kall.insert(kall.end(), kc.back().bytes.begin(), kc.back().bytes.end());
+      vall.insert(vall.end(), vc.back().bytes.begin(), vc.back().bytes.end());
+    }
+    for (Isa isa : available_isas()) {
+      const KernelTable& k = kernel_table(isa);
+      auto run = [&](int threads) {
+        std::vector<float> out(q.size());
+        AttentionProblem p;
+        p.q = q.data();
+        p.q_stride = H * D;
+        p.out = out.data();
+        p.out_stride = H * D;
+        p.n_tokens = n_tokens;
+        p.pos0 = pos0;
+        p.window = window;
+        p.n_head = H;
+        p.n_head_kv = KV;
+        p.head_dim = D;
+        p.k = kall.data();
+        p.v = vall.data();
+        p.k_head_bytes = kc[0].bytes.size();
+        p.v_head_bytes = vc[0].bytes.size();
+        p.k_type = DType::Q8_0;
+        p.v_type = DType::F16;
+        p.scale = 0.125f;
+        attention(k, p, threads);
+        return out;
+      };
+      const auto one = run(1);
+      EXPECT_EQ(run(2), one) << testing::isa_label(isa);
+      EXPECT_EQ(run(3), one) << testing::isa_label(isa);
+      for (int64_t t : {int64_t{0}, int64_t{17}, n_tokens - 1})
+        for (int h = 0; h < H; ++h) {
+          const int g = h / (H / KV);
+          const float* qp = q.data() + (t * H + h) * D;
+          std::vector<float> want(D), scratch(attention_scratch_floats(1));
+          float* wp = want.data();
+          const int64_t last = pos0 + t, first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
+          AttentionArgs a;
+          a.n_rows = 1;
+          a.q = &qp;
+          a.out = &wp;
+          a.first = &first;
+          a.last = &last;
+          a.k = kc[static_cast<size_t>(g)].bytes.data();
+          a.v = vc[static_cast<size_t>(g)].bytes.data();
+          a.k_type = DType::Q8_0;
+          a.v_type = DType::F16;
+          a.k_row_bytes = kc[0].row_bytes;
+          a.v_row_bytes = vc[0].row_bytes;
+          a.head_dim = D;
+          a.scale = 0.125f;
+          a.scratch = scratch.data();
+          k.attention(a);
+          EXPECT_TRUE(std::equal(want.begin(), want.end(), one.begin() + (t * H + h) * D))
+              << testing::isa_label(isa) << " window " << window << " token " << t << " head " << h;
+        }
+    }
+  }
+}
+
+// Cache types: the row sizes, and what is refused.
+TEST(KernelOps, KvCacheTypesAndTheirRowSizes) {
+  EXPECT_EQ(kv_row_bytes(DType::F32, 96), 384u);
+  EXPECT_EQ(kv_row_bytes(DType::F16, 96), 192u);
+  EXPECT_EQ(kv_row_bytes(DType::Q8_0, 96), 102u);  // 3 blocks of 34 bytes
+  EXPECT_THROW(kv_row_bytes(DType::Q8_0, 80), Error);
+  EXPECT_THROW(kv_row_bytes(DType::Q4_0, 64), Error);
+  EXPECT_TRUE(is_kv_type(DType::Q8_0));
+  EXPECT_FALSE(is_kv_type(DType::Q4_K));
 }
 
 }  // namespace

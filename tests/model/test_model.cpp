@@ -245,7 +245,7 @@ TEST(ModelContext, F32CacheAgreesWithF16Cache) {
   ContextParams p;
   p.n_ctx = 32;
   Context c16(*model, p);
-  p.kv_f16 = false;
+  p.k_type = p.v_type = DType::F32;
   Context c32(*model, p);
   EXPECT_EQ(c32.kv_bytes(), 2 * c16.kv_bytes());
   std::vector<float> a, b;

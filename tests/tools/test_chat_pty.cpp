@@ -26,9 +26,11 @@ const char* kSystem = "Be brief.";
 
 TEST(ChatPty, TurnsCtrlCResetAndEof) {
   SLM_REQUIRE_TESTDATA();
-  // Random weights never say <|end|>: every answer runs until the context is
-  // full, which also exercises dropping old turns.
-  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--system", kSystem});
+  // Random weights rarely say <|end|>, and --ignore-eos makes sure: every
+  // answer runs until the context is full, which also exercises dropping old
+  // turns.
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--ignore-eos", "--system",
+                kSystem});
   ASSERT_TRUE(p.started());
   size_t at = p.wait_for("> ", 0);
   ASSERT_NE(at, std::string::npos) << p.output();
@@ -44,7 +46,8 @@ TEST(ChatPty, TurnsCtrlCResetAndEof) {
   const std::string answer2 = ask(p, "tell me more", at);
   EXPECT_NE(answer2.find("(context full: dropped the oldest turns to make room)"), std::string::npos) << answer2;
   {
-    PtyProcess fresh({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--system", kSystem});
+    PtyProcess fresh({test::slm_binary(), "chat", "-m", model_path(), "-c", "1024", "--seed", "7", "--ignore-eos",
+                      "--system", kSystem});
     size_t fresh_at = fresh.wait_for("> ", 0);
     ASSERT_NE(fresh_at, std::string::npos) << fresh.output();
     const std::string want = ask(fresh, "tell me more", fresh_at);

@@ -186,7 +186,7 @@ TEST(CliPerplexity, MatchesTheFormula) {
     std::vector<TokenId> chunk(tokens.begin() + static_cast<std::ptrdiff_t>(c * n),
                                tokens.begin() + static_cast<std::ptrdiff_t>((c + 1) * n));
     chunk[0] = *model->tokenizer().bos();
-    Session s(model, SessionParams{64, 512, 0, KvType::f16});
+    Session s(model, SessionParams{64, 512, 0, KvType::f16, KvType::f16});
     const auto logits = s.evaluate_all(chunk);
     for (size_t i = n / 2; i < n - 1; ++i) {
       double z = 0;

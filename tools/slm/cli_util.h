@@ -56,6 +56,8 @@ inline constexpr std::pair<const char*, const char*> kOneDashFlags[] = {
     {"-sys", "--system-prompt"},
     {"-np", "--parallel"},
     {"-pg", "--pg"},
+    {"-ctk", "--cache-type-k"},
+    {"-ctv", "--cache-type-v"},
 };
 
 // "Q4_K_M" for MOSTLY_Q4_K_M, "F32" for ALL_F32: the file type name users type.

@@ -28,6 +28,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "gen_options.h"
 #include "model_dir.h"
 #include "core/cpu_features.h"
 #include "cpu/kernels.h"
@@ -51,6 +52,7 @@ struct BenchOptions {
   std::string output = "md";
   int64_t n_batch = 512;
   int64_t n_ctx = 0;  // 0: depth + prompt + generated tokens of each test
+  KvOptions kv;
   DeviceOptions device;
 };
 
@@ -69,7 +71,7 @@ struct Test {
 };
 
 struct Result {
-  std::string model_filename, model_type, file_type, backend, isa, cpu, commit, test_time;
+  std::string model_filename, model_type, file_type, backend, isa, cpu, commit, test_time, type_k, type_v;
   uint64_t size = 0, params = 0;
   int threads = 0;
   int64_t n_batch = 0;
@@ -128,8 +130,8 @@ nlohmann::ordered_json to_json(const Result& r) {
   j["model_n_params"] = r.params;
   j["n_batch"] = r.n_batch;
   j["n_threads"] = r.threads;
-  j["type_k"] = "f16";
-  j["type_v"] = "f16";
+  j["type_k"] = r.type_k;
+  j["type_v"] = r.type_v;
   j["n_prompt"] = r.test.n_prompt;
   j["n_gen"] = r.test.n_gen;
   j["n_depth"] = r.test.n_depth;
@@ -293,6 +295,8 @@ int run_bench(BenchOptions o) {
     base.backend = gpu ? "CUDA" : "CPU " + base.isa;
     base.cpu = gpu ? model->device_name() : cpu_features().cpu_name;
     base.n_batch = o.n_batch;
+    base.type_k = kv_type_name(o.kv.type_k());
+    base.type_v = kv_type_name(o.kv.type_v());
     if (gpu) gpu_label = base.cpu;
     base.commit = build_commit();
     std::uniform_int_distribution<int32_t> tok(0, static_cast<int32_t>(hp.n_vocab - 1));
@@ -305,6 +309,8 @@ int run_bench(BenchOptions o) {
       p.n_ctx = o.n_ctx > 0 ? o.n_ctx : std::max<int64_t>(max_ctx, 16);
       p.n_batch = o.n_batch;
       p.n_threads = threads;
+      p.k_type = model::kv_dtype(o.kv.type_k());
+      p.v_type = model::kv_dtype(o.kv.type_v());
       model::Context ctx(*model, p);
       // Warm-up: touches every weight page and starts the thread pool.
       ctx.evaluate(tokens.data(), 8, false, logits);
@@ -404,6 +410,7 @@ Command add_bench(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-c,--ctx-size", opts->n_ctx, "Context size (0 = what each test needs: depth + its tokens)")
       ->capture_default_str()->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
+  add_kv_options(sub, opts->kv);
   sub->add_option("-o,--output", opts->output, "Output format: md, json, jsonl or csv")->capture_default_str();
   add_device_options(sub, opts->device);
   return [opts, lists] {

@@ -13,6 +13,7 @@
 
 #include "cli_util.h"
 #include "commands.h"
+#include "gen_options.h"
 #include "model/forward.h"
 #include "slm/error.h"
 
@@ -26,20 +27,21 @@ struct LogitsOptions {
   int64_t ctx = 512;
   int64_t batch = 512;
   int threads = 0;
-  std::string kv = "f16";
+  KvOptions kv;
 };
 
 
 int run_logits(const LogitsOptions& o) {
   std::vector<int32_t> tokens;
   for (int64_t id : parse_int_list(o.tokens, "--tokens", 0, INT32_MAX)) tokens.push_back(static_cast<int32_t>(id));
-  if (o.kv != "f16" && o.kv != "f32") throw Error(fmt::format("--kv must be f16 or f32 (got '{}')", o.kv));
+
   const auto model = model::Model::load(o.model);
   model::ContextParams params;
   params.n_ctx = o.ctx;
   params.n_batch = o.batch;
   params.n_threads = o.threads;
-  params.kv_f16 = o.kv == "f16";
+  params.k_type = model::kv_dtype(o.kv.type_k());
+  params.v_type = model::kv_dtype(o.kv.type_v());
   model::Context ctx(*model, params);
   if (static_cast<int64_t>(tokens.size()) + o.greedy > ctx.n_ctx())
     throw Error(fmt::format("{} prompt tokens + {} greedy tokens do not fit the context of {}", tokens.size(), o.greedy,
@@ -80,7 +82,7 @@ Command add_logits(CLI::App& app) {
   sub->add_option("-b,--batch", opts->batch, "Tokens per prefill batch")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-t,--threads", opts->threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
-  sub->add_option("--kv", opts->kv, "KV cache type: f16 or f32")->capture_default_str();
+  add_kv_options(sub, opts->kv);
   return [opts] { return run_logits(*opts); };
 }
 

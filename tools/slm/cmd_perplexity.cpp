@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "cli_util.h"
+#include "gen_options.h"
 #include "commands.h"
 #include "model_dir.h"
 #include "slm/slm.h"
@@ -31,6 +32,7 @@ struct PerplexityOptions {
   int64_t batch = 512;
   int threads = 0;
   int64_t max_chunks = 0;
+  KvOptions kv;
 };
 
 int run_perplexity(const PerplexityOptions& o) {
@@ -54,6 +56,8 @@ int run_perplexity(const PerplexityOptions& o) {
   sp.n_ctx = n;
   sp.n_batch = o.batch;
   sp.n_threads = o.threads;
+  sp.type_k = o.kv.type_k();
+  sp.type_v = o.kv.type_v();
   Session session(model, sp);
   const auto V = static_cast<size_t>(model->info().n_vocab);
   const int64_t first = n / 2;  // score positions [first, n - 1): logits of i predict token i + 1
@@ -102,6 +106,7 @@ Command add_perplexity(CLI::App& app) {
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   sub->add_option("-t,--threads", o->threads, "Threads (0 = all cores)")->check(CLI::Range(0, 1024));
   sub->add_option("--chunks", o->max_chunks, "Score at most this many chunks (0 = all)")->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
+  add_kv_options(sub, o->kv);
   return [o] { return run_perplexity(*o); };
 }
 

@@ -89,7 +89,16 @@ void add_gen_options(CLI::App* sub, GenOptions& o) {
       ->check(CLI::Range(int64_t{0}, int64_t{1} << 24));
   sub->add_option("-b,--batch-size,--batch", o.batch, "Prompt tokens per batch")->capture_default_str()
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
+  add_kv_options(sub, o.kv);
   add_device_options(sub, o.device);
+}
+
+void add_kv_options(CLI::App* sub, KvOptions& o) {
+  const auto types = CLI::IsMember({"f16", "f32", "q8_0"});
+  sub->add_option("--kv,--cache-type", o.both, "KV cache type: f16 (default), f32 or q8_0 (half the memory of f16)")
+      ->check(types);
+  sub->add_option("--cache-type-k", o.k, "K cache type, overriding --kv (also -ctk)")->check(types);
+  sub->add_option("--cache-type-v", o.v, "V cache type, overriding --kv (also -ctv)")->check(types);
 }
 
 SamplerParams sampler_params(const GenOptions& o) {
@@ -119,6 +128,8 @@ SessionParams session_params(const GenOptions& o) {
   sp.n_ctx = o.ctx;
   sp.n_threads = o.threads;
   sp.n_batch = o.batch;
+  sp.type_k = o.kv.type_k();
+  sp.type_v = o.kv.type_v();
   return sp;
 }
 

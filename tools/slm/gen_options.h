@@ -17,6 +17,16 @@
 
 namespace slm::cli {
 
+// The KV cache type flags: --kv TYPE (K and V), and llama.cpp's
+// -ctk/--cache-type-k and -ctv/--cache-type-v (each overrides --kv for its
+// half). TYPE: f16, f32 or q8_0.
+struct KvOptions {
+  std::string both, k, v;  // empty: not given
+  KvType type_k() const { return parse_kv_type(!k.empty() ? k : !both.empty() ? both : "f16"); }
+  KvType type_v() const { return parse_kv_type(!v.empty() ? v : !both.empty() ? both : "f16"); }
+};
+void add_kv_options(CLI::App* sub, KvOptions& o);
+
 // Flags shared by run, chat and serve.
 struct GenOptions {
   std::string model;
@@ -40,6 +50,7 @@ struct GenOptions {
   int threads = 0;
   int64_t ctx = 0;
   int64_t batch = 512;
+  KvOptions kv;
   DeviceOptions device;
 };
 

@@ -11,6 +11,13 @@ struct VecNeon {
   // Round to nearest even (FPCR default), like the scalar f32_to_f16.
   static void store_f16(uint16_t* p, T v) { vst1_u16(p, vreinterpret_u16_f16(vcvt_f16_f32(v))); }
   static T load_bf16(const uint16_t* p) { return vreinterpretq_f32_u32(vshll_n_u16(vld1_u16(p), 16)); }
+  // 4 int8 as floats (Q8_0 KV cache rows): a 4-byte load, never past them.
+  static T load_i8(const int8_t* p) {
+    int32_t w;
+    std::memcpy(&w, p, sizeof w);
+    const int16x8_t h = vmovl_s8(vreinterpret_s8_s32(vdup_n_s32(w)));
+    return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
+  }
   static T set1(float v) { return vdupq_n_f32(v); }
   static T zero() { return vdupq_n_f32(0.0f); }
   static T add(T a, T b) { return vaddq_f32(a, b); }

@@ -1,9 +1,11 @@
 // Reference elementwise ops, norms, RoPE and attention: plain loops in the
 // order the math is written in (../shared/docs/model-math.md).
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "core/fp16.h"
+#include "cpu/blocks.h"
 #include "cpu/ref/ref.h"
 
 namespace slm::kernels::ref {
@@ -71,25 +73,49 @@ void rope(float* x, int n_heads, int head_dim, int n_rot, const float* cos, cons
   }
 }
 
-float load_kv(const void* base, bool f16, int64_t index) {
-  return f16 ? f16_to_f32(static_cast<const uint16_t*>(base)[index]) : static_cast<const float*>(base)[index];
+// Element d of a cached K/V row of type F32, F16 or Q8_0 (blocks of 32
+// along the head: the int8 times the block's f16 scale — exact in f32).
+float load_kv(DType type, const uint8_t* row, int d) {
+  switch (type) {
+    case DType::F32: return reinterpret_cast<const float*>(row)[d];
+    case DType::F16: return f16_to_f32(reinterpret_cast<const uint16_t*>(row)[d]);
+    default: {
+      const auto* b = reinterpret_cast<const BlockQ8_0*>(row) + d / kQK;
+      return static_cast<float>(b->qs[d % kQK]) * f16_to_f32(b->d);
+    }
+  }
 }
 
+// The specification: each row on its own, softmax over all of its keys at
+// once, then the weighted sum of the values.
 void attention(const AttentionArgs& a) {
-  const int64_t n = a.last - a.first + 1;
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t pos = a.ring > 0 ? (a.first + j) % a.ring : a.first + j;  // its row
-    float s = 0;
-    for (int d = 0; d < a.head_dim; ++d) s += a.q[d] * load_kv(a.k, a.kv_f16, pos * a.kv_stride + d);
-    s *= a.scale;
-    if (a.softcap > 0) s = a.softcap * std::tanh(s / a.softcap);
-    a.scores[j] = s;
+  for (int r = 0; r < a.n_rows; ++r) {
+    const int64_t first = a.first[r], n = a.last[r] - first + 1;
+    auto key = [&](int64_t j) { return static_cast<const uint8_t*>(a.k) + (a.ring > 0 ? j % a.ring : j) * a.k_row_bytes; };
+    auto value = [&](int64_t j) { return static_cast<const uint8_t*>(a.v) + (a.ring > 0 ? j % a.ring : j) * a.v_row_bytes; };
+    std::vector<float> w(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) {
+      float s = 0;
+      for (int d = 0; d < a.head_dim; ++d) s += a.q[r][d] * load_kv(a.k_type, key(first + j), d);
+      s *= a.scale;
+      if (a.softcap > 0) s = a.softcap * std::tanh(s / a.softcap);
+      w[static_cast<size_t>(j)] = s;
+    }
+    softmax(w.data(), n);
+    float* out = a.out[r];
+    for (int d = 0; d < a.head_dim; ++d) out[d] = 0;
+    for (int64_t j = 0; j < n; ++j)
+      for (int d = 0; d < a.head_dim; ++d) out[d] += w[static_cast<size_t>(j)] * load_kv(a.v_type, value(first + j), d);
   }
-  softmax(a.scores, n);
-  for (int d = 0; d < a.head_dim; ++d) a.out[d] = 0;
-  for (int64_t j = 0; j < n; ++j) {
-    const int64_t pos = a.ring > 0 ? (a.first + j) % a.ring : a.first + j;
-    for (int d = 0; d < a.head_dim; ++d) a.out[d] += a.scores[j] * load_kv(a.v, a.kv_f16, pos * a.kv_stride + d);
+}
+
+void store_kv(DType type, const float* x, void* out, int64_t n) {
+  switch (type) {
+    case DType::F32: std::memcpy(out, x, static_cast<size_t>(n) * sizeof(float)); break;
+    case DType::F16:
+      for (int64_t i = 0; i < n; ++i) static_cast<uint16_t*>(out)[i] = f32_to_f16(x[i]);
+      break;
+    default: quantize_row_q8_0(x, out, n);
   }
 }
 
@@ -118,6 +144,7 @@ KernelTable make_table() {
   t.softcap = softcap;
   t.rope = rope;
   t.attention = attention;
+  t.store_kv = store_kv;
   t.f32_to_f16 = to_f16;
   t.read_sum = read_sum;
   return t;

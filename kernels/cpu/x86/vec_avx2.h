@@ -16,6 +16,10 @@ struct VecAvx2 {
     const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
   }
+  // 8 int8 as floats (Q8_0 KV cache rows).
+  static T load_i8(const int8_t* p) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  }
   static T set1(float v) { return _mm256_set1_ps(v); }
   static T zero() { return _mm256_setzero_ps(); }
   static T add(T a, T b) { return _mm256_add_ps(a, b); }

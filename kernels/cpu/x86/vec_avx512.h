@@ -15,6 +15,10 @@ struct VecAvx512 {
     const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
     return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
   }
+  // 16 int8 as floats (Q8_0 KV cache rows).
+  static T load_i8(const int8_t* p) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+  }
   static T set1(float v) { return _mm512_set1_ps(v); }
   static T zero() { return _mm512_setzero_ps(); }
   static T add(T a, T b) { return _mm512_add_ps(a, b); }

@@ -186,13 +186,22 @@ class CudaWeights final : public BackendWeights {
 constexpr int64_t kLogitRows = 64;              // rows of logits computed per pass
 constexpr int64_t kDequantTile = int64_t{1} << 25;  // floats of the dequantized weight tile (128 MiB)
 
+// The CUDA cache holds f16 or f32, the same for K and V.
+bool cuda_kv_f16(const ForwardConfig& c) {
+  if (c.k_type != c.v_type || (c.k_type != DType::F16 && c.k_type != DType::F32))
+    throw Error(fmt::format("the CUDA backend keeps K and V in f16 or f32 (asked for {} K / {} V): run on the CPU for "
+                            "a q8_0 cache (--device cpu)",
+                            dtype_name(c.k_type), dtype_name(c.v_type)));
+  return c.k_type == DType::F16;
+}
+
 class CudaForward final : public Forward {
  public:
   CudaForward(const Model& model, const ForwardConfig& c, const std::vector<RopeState>& ropes)
       : Forward(model, ropes),
         w_(dynamic_cast<const CudaWeights&>(*model.backend_weights())),
         n_ctx_(c.n_ctx),
-        kv_f16_(c.kv_f16),
+        kv_f16_(cuda_kv_f16(c)),
         kv_rows_(c.kv_rows) {
     const HParams& hp = hp_;
     const auto nb = static_cast<size_t>(c.n_batch), E = static_cast<size_t>(hp.n_embd),
