@@ -40,6 +40,30 @@ std::optional<double> available_memory_bytes() {
 
 }  // namespace
 
+size_t KvCache::check_fits(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type,
+                           DType v_type, int n_seq) {
+  const size_t per_position =
+      static_cast<size_t>(n_head_kv) * (kernels::kv_row_bytes(k_type, head_dim) + kernels::kv_row_bytes(v_type, head_dim));
+  double bytes = 0;
+  for (int64_t r : rows) bytes += static_cast<double>(r) * static_cast<double>(per_position);
+  bytes *= n_seq;
+  const std::string what = n_seq > 1 ? fmt::format("{} sequences of {} positions", n_seq, n_ctx)
+                                     : fmt::format("a context of {} positions", n_ctx);
+  // Refused before allocating when it could never be backed. (The memory
+  // is committed as the cache fills: new[] leaves it untouched, so a short
+  // chat with a long context costs only the pages it writes.)
+  if (bytes > 256.0 * (1ull << 30))
+    throw Error(fmt::format("{} need {:.1f} GiB for the KV cache, above slm's 256 GiB limit: use a smaller context (-c)",
+                            what, bytes / (1ull << 30)));
+  // A context that fills would need it all: more than the memory there is
+  // is refused now rather than failing (or swapping) half-way.
+  if (const auto available = available_memory_bytes(); available && bytes > *available)
+    throw Error(fmt::format("{} need {:.1f} GiB for the KV cache, and {:.1f} GiB of memory is available: use a smaller "
+                            "context (-c)",
+                            what, bytes / (1ull << 30), *available / (1ull << 30)));
+  return static_cast<size_t>(bytes);
+}
+
 KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type,
                  DType v_type)
     : rows_(rows),
@@ -50,21 +74,6 @@ KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv,
       v_type_(v_type),
       row_bytes_{kernels::kv_row_bytes(k_type, head_dim), kernels::kv_row_bytes(v_type, head_dim)} {
   const size_t per_position = static_cast<size_t>(n_head_kv) * (row_bytes_[0] + row_bytes_[1]);
-  double bytes = 0;
-  for (int64_t r : rows_) bytes += static_cast<double>(r) * static_cast<double>(per_position);
-  // Refused before allocating when it could never be backed. (The memory
-  // is committed as the cache fills: new[] leaves it untouched, so a short
-  // chat with a long context costs only the pages it writes.)
-  if (bytes > 256.0 * (1ull << 30))
-    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache, above slm's 256 GiB limit: "
-                            "use a smaller context (-c)",
-                            n_ctx, bytes / (1ull << 30)));
-  // A context that fills would need it all: more than the memory there is
-  // is refused now rather than failing (or swapping) half-way.
-  if (const auto available = available_memory_bytes(); available && bytes > *available)
-    throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache, and {:.1f} GiB of memory is "
-                            "available: use a smaller context (-c)",
-                            n_ctx, bytes / (1ull << 30), *available / (1ull << 30)));
   size_t at = 0;
   for (int64_t r : rows_) {
     offset_.push_back(at);
@@ -74,7 +83,7 @@ KvCache::KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv,
   if (!data_ && at > 0)
     throw Error(fmt::format("a context of {} positions needs {:.1f} GiB for its KV cache, which could not be allocated: "
                             "use a smaller context (-c)",
-                            n_ctx, bytes / (1ull << 30)));
+                            n_ctx, static_cast<double>(at) / (1ull << 30)));
   bytes_ = at;
 }
 
@@ -96,11 +105,11 @@ void KvCache::store(int layer, int which, int64_t pos, const float* row, const k
 
 CpuForward::CpuForward(const Model& model, const ForwardConfig& config, const std::vector<RopeState>& ropes,
                        const kernels::KernelTable& k)
-    : Forward(model, ropes),
-      cache_(config.kv_rows, config.n_ctx, static_cast<int>(model.hparams().n_head_kv),
-             static_cast<int>(model.hparams().head_dim), config.k_type, config.v_type),
-      k_(k),
-      n_threads_(config.n_threads) {
+    : Forward(model, ropes), k_(k), n_threads_(config.n_threads) {
+  const int KV = static_cast<int>(hp_.n_head_kv), D = static_cast<int>(hp_.head_dim);
+  KvCache::check_fits(config.kv_rows, config.n_ctx, KV, D, config.k_type, config.v_type, config.n_seq);
+  caches_.reserve(static_cast<size_t>(config.n_seq));
+  for (int s = 0; s < config.n_seq; ++s) caches_.emplace_back(config.kv_rows, config.n_ctx, KV, D, config.k_type, config.v_type);
   const auto nb = static_cast<size_t>(config.n_batch);
   const auto E = static_cast<size_t>(hp_.n_embd), F = static_cast<size_t>(hp_.n_ff);
   x_.resize(nb * E);
@@ -114,6 +123,12 @@ CpuForward::CpuForward(const Model& model, const ForwardConfig& config, const st
   act_.resize(nb * F);
   cos_.resize(ropes_.size() * nb * static_cast<size_t>(hp_.n_rot / 2));
   sin_.resize(cos_.size());
+}
+
+size_t CpuForward::kv_bytes() const {
+  size_t bytes = 0;
+  for (const KvCache& c : caches_) bytes += c.bytes();
+  return bytes;
 }
 
 size_t CpuForward::scratch_bytes() const {
@@ -196,31 +211,38 @@ void CpuForward::attention(int layer, const float* in, float* out) {
     const float* s = sin_table + t * half;
     k_.rope(q + t * ldq, static_cast<int>(H), static_cast<int>(D), hp_.n_rot, c, s, hp_.rope_neox);
     k_.rope(kk + t * ldk, static_cast<int>(KV), static_cast<int>(D), hp_.n_rot, c, s, hp_.rope_neox);
-    cache_.store(layer, 0, pos(t), kk + t * ldk, k_);
-    cache_.store(layer, 1, pos(t), vv + t * ldk, k_);
+    KvCache& cache = caches_[static_cast<size_t>(seq(t))];
+    cache.store(layer, 0, pos(t), kk + t * ldk, k_);
+    cache.store(layer, 1, pos(t), vv + t * ldk, k_);
   }
-  // Attention: query head h reads KV head h / (H / KV) (kernels/cpu/attention.h).
-  kernels::AttentionProblem a;
-  a.q = q;
-  a.q_stride = ldq;
-  a.out = attn_.data();
-  a.out_stride = qd;
-  a.n_tokens = n;
-  a.pos0 = pos(0);
-  a.window = spec.window;
-  a.n_head = static_cast<int>(H);
-  a.n_head_kv = static_cast<int>(KV);
-  a.head_dim = static_cast<int>(D);
-  a.k = cache_.k(layer);
-  a.v = cache_.v(layer);
-  a.k_head_bytes = cache_.head_bytes(0, layer);
-  a.v_head_bytes = cache_.head_bytes(1, layer);
-  a.k_type = cache_.type(0);
-  a.v_type = cache_.type(1);
-  a.ring = cache_.is_ring(layer) ? cache_.rows(layer) : 0;
-  a.scale = hp_.query_scale;
-  a.softcap = hp_.attn_softcap;
-  kernels::attention(k_, a, n_threads_);
+  // Attention: query head h reads KV head h / (H / KV) (kernels/cpu/attention.h),
+  // one problem per run of rows of one sequence (their positions follow
+  // each other: Context orders a sequence's tokens).
+  for (int64_t t0 = 0, t1; t0 < n; t0 = t1) {
+    for (t1 = t0 + 1; t1 < n && seq(t1) == seq(t0) && pos(t1) == pos(t1 - 1) + 1;) ++t1;
+    const KvCache& cache = caches_[static_cast<size_t>(seq(t0))];
+    kernels::AttentionProblem a;
+    a.q = q + t0 * ldq;
+    a.q_stride = ldq;
+    a.out = attn_.data() + t0 * qd;
+    a.out_stride = qd;
+    a.n_tokens = t1 - t0;
+    a.pos0 = pos(t0);
+    a.window = spec.window;
+    a.n_head = static_cast<int>(H);
+    a.n_head_kv = static_cast<int>(KV);
+    a.head_dim = static_cast<int>(D);
+    a.k = cache.k(layer);
+    a.v = cache.v(layer);
+    a.k_head_bytes = cache.head_bytes(0, layer);
+    a.v_head_bytes = cache.head_bytes(1, layer);
+    a.k_type = cache.type(0);
+    a.v_type = cache.type(1);
+    a.ring = cache.is_ring(layer) ? cache.rows(layer) : 0;
+    a.scale = hp_.query_scale;
+    a.softcap = hp_.attn_softcap;
+    kernels::attention(k_, a, n_threads_);
+  }
   matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.data(), n, out, hp_.n_embd);
 }
 
@@ -236,6 +258,15 @@ void CpuForward::gated_mlp(int layer, const float* in, float* out, Activation ac
     for (int64_t t = 0; t < n; ++t) fn(up_.data() + t * 2 * F, up_.data() + t * 2 * F + F, act_.data() + t * F, F);
   }
   matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.data(), n, out, hp_.n_embd);
+}
+
+bool CpuForward::keep_rows(const std::vector<int64_t>& rows) {
+  const int64_t E = hp_.n_embd;
+  for (size_t i = 0; i < rows.size(); ++i)  // rows increase, so row i is never overwritten before it is moved
+    if (rows[i] != static_cast<int64_t>(i))
+      std::copy_n(x_.data() + rows[i] * E, E, x_.data() + static_cast<int64_t>(i) * E);
+  n_tokens_ = static_cast<int64_t>(rows.size());
+  return true;
 }
 
 void CpuForward::logits(int64_t first, float* out) {

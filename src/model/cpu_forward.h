@@ -16,11 +16,16 @@ namespace slm::model {
 // attention streams them), V the same. A layer holds every position of the
 // context (rows == n_ctx) or, for a sliding-window layer, a ring of the last
 // rows(l) positions (position p in row p % rows). Element types: F16, F32 or
-// Q8_0 (kernels::kv_row_bytes), K and V each their own.
+// Q8_0 (kernels::kv_row_bytes), K and V each their own. One per sequence.
 class KvCache {
  public:
-  // rows[l]: rows of layer l (n_ctx, or a ring size below it).
+  // rows[l]: rows of layer l (n_ctx, or a ring size below it). Memory is
+  // committed as rows are written; check_fits() first.
   KvCache(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type, DType v_type);
+  // Bytes that n_seq such caches take; throws slm::Error naming the size
+  // when the machine could not back them once they fill.
+  static size_t check_fits(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type,
+                           DType v_type, int n_seq);
   // Head 0 of layer l's K or V; head g is head_bytes(which, l) further.
   const void* k(int layer) const { return base(layer, 0); }
   const void* v(int layer) const { return base(layer, 1); }
@@ -58,15 +63,16 @@ class CpuForward final : public Forward {
   void gated_mlp(int layer, const float* in, float* out, Activation act) override;
   void add_residual(const float* o) override;
   void logits(int64_t first, float* out) override;
+  bool keep_rows(const std::vector<int64_t>& rows) override;
   size_t scratch_bytes() const override;
-  size_t kv_bytes() const override { return cache_.bytes(); }
+  size_t kv_bytes() const override;
 
  private:
   void embed(const int32_t* tokens) override;
   // y = W x for the batch (rows of in are `in_dim` long).
   void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);
 
-  KvCache cache_;
+  std::vector<KvCache> caches_;  // per sequence
   const kernels::KernelTable& k_;
   int n_threads_;
   std::vector<float> x_, xn_, o_, q_, kv_k_, kv_v_, attn_, up_, act_;

@@ -79,6 +79,7 @@ ContextParams resolve(const Model& model, ContextParams p) {
   if (p.n_ctx <= 0) p.n_ctx = std::min<int64_t>(hp.n_ctx_train, 4096);
   if (p.n_ctx > (int64_t{1} << 24)) throw Error(fmt::format("context length {} is too large", p.n_ctx));
   if (p.n_batch <= 0) throw Error(fmt::format("batch size must be positive (got {})", p.n_batch));
+  if (p.n_seq < 1 || p.n_seq > 256) throw Error(fmt::format("a context holds 1 to 256 sequences (got {})", p.n_seq));
   for (DType t : {p.k_type, p.v_type})
     if (!kernels::is_kv_type(t))
       throw Error(fmt::format("{} is not a KV cache type (f16, f32 or q8_0)", dtype_name(t)));
@@ -130,20 +131,22 @@ Context::Context(const Model& model, const ContextParams& params)
         }
         return out;
       }()),
-      fwd_(make_forward(model, ForwardConfig{kv_rows_, params_.n_ctx, params_.n_batch, params_.n_threads, params_.k_type, params_.v_type},
+      fwd_(make_forward(model, ForwardConfig{kv_rows_, params_.n_ctx, params_.n_batch, params_.n_threads, params_.k_type, params_.v_type,
+                                               params_.n_seq},
                         ropes_)) {
-  valid_from_.assign(static_cast<size_t>(model.hparams().n_layer), 0);
+  n_past_.assign(static_cast<size_t>(params_.n_seq), 0);
+  valid_from_.assign(static_cast<size_t>(params_.n_seq), std::vector<int64_t>(static_cast<size_t>(model.hparams().n_layer), 0));
   int n_ring = 0;
   int64_t ring_rows = 0;
   for (int l = 0; l < model.hparams().n_layer; ++l)
     if (is_ring(l)) ++n_ring, ring_rows = kv_rows_[static_cast<size_t>(l)];
   const HParams& hp = model.hparams();
-  const double full_mib = static_cast<double>(hp.n_layer * params_.n_ctx * hp.n_head_kv) *
+  const double full_mib = static_cast<double>(params_.n_seq * hp.n_layer * params_.n_ctx * hp.n_head_kv) *
                           static_cast<double>(kernels::kv_row_bytes(params_.k_type, hp.head_dim) +
                                               kernels::kv_row_bytes(params_.v_type, hp.head_dim)) /
                           (1 << 20);
-  logger().debug("context: {} positions, batch {}, {} threads, {}; scratch {:.1f} MiB", params_.n_ctx,
-                 params_.n_batch, params_.n_threads, model.device_name(),
+  logger().debug("context: {} positions{}, batch {}, {} threads, {}; scratch {:.1f} MiB", params_.n_ctx,
+                 params_.n_seq > 1 ? fmt::format(" in each of {} sequences", params_.n_seq) : "", params_.n_batch, params_.n_threads, model.device_name(),
                  static_cast<double>(fwd_->scratch_bytes()) / (1 << 20));
   logger().debug("KV cache ({}): {:.1f} MiB — {} layers over the whole context, {} sliding-window layers in rings of {} "
                  "positions ({:.1f} MiB without the rings)",
@@ -151,51 +154,117 @@ Context::Context(const Model& model, const ContextParams& params)
                  model.hparams().n_layer - n_ring, n_ring, ring_rows, full_mib);
 }
 
-void Context::evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits) {
-  const HParams& hp = model_.hparams();
+size_t Context::checked(int seq) const {
+  if (seq < 0 || seq >= params_.n_seq)
+    throw Error(fmt::format("sequence {} does not exist (the context has {})", seq, params_.n_seq));
+  return static_cast<size_t>(seq);
+}
+
+void Context::evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits, int seq) {
   if (n <= 0) throw Error("evaluate: no tokens");
-  if (n_past_ + n > params_.n_ctx)
-    throw Error(fmt::format("{} tokens do not fit the context: {} of {} positions are used, {} are free", n, n_past_,
-                            params_.n_ctx, params_.n_ctx - n_past_));
+  const size_t s = checked(seq);
+  if (n_past_[s] + n > params_.n_ctx)
+    throw Error(fmt::format("{} tokens do not fit the context: {} of {} positions are used, {} are free", n, n_past_[s],
+                            params_.n_ctx, params_.n_ctx - n_past_[s]));
+  std::vector<BatchToken> batch(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i)
-    if (tokens[i] < 0 || tokens[i] >= hp.n_vocab)
-      throw Error(fmt::format("token id {} at index {} is out of range (vocabulary of {})", tokens[i], i, hp.n_vocab));
-  logits.resize(static_cast<size_t>((all_logits ? n : 1) * hp.n_vocab));
+    batch[static_cast<size_t>(i)] = {tokens[i], n_past_[s] + i, seq, all_logits || i == n - 1};
+  evaluate_batch(batch, logits);
+}
+
+void Context::evaluate_batch(const std::vector<BatchToken>& batch, std::vector<float>& logits) {
+  const HParams& hp = model_.hparams();
+  if (batch.empty()) throw Error("evaluate: no tokens");
+  // Everything is checked before anything is evaluated.
+  std::vector<int64_t> next = n_past_;  // per sequence: the position its next token must have
+  int64_t wanted = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchToken& b = batch[i];
+    const size_t s = checked(b.seq);
+    if (b.token < 0 || b.token >= hp.n_vocab)
+      throw Error(fmt::format("token id {} at index {} is out of range (vocabulary of {})", b.token, i, hp.n_vocab));
+    if (b.pos != next[s])
+      throw Error(fmt::format("token {} of the batch is at position {} of sequence {}, which holds {} positions: "
+                              "a sequence continues at its next position",
+                              i, b.pos, b.seq, next[s]));
+    if (b.pos >= params_.n_ctx)
+      throw Error(fmt::format("sequence {} does not fit the context: {} positions would be needed, it holds {}", b.seq,
+                              b.pos + 1, params_.n_ctx));
+    ++next[s];
+    wanted += b.logits;
+  }
+  const auto V = static_cast<size_t>(hp.n_vocab);
+  logits.resize(static_cast<size_t>(wanted) * V);
+  float* out = logits.data();
+  const auto n = static_cast<int64_t>(batch.size());
   for (int64_t b0 = 0; b0 < n; b0 += params_.n_batch) {
     const int64_t nb = std::min(params_.n_batch, n - b0);
-    fwd_->begin(tokens + b0, nb, n_past_);
+    const BatchToken* pass = batch.data() + b0;
+    fwd_->begin(pass, nb);
     for (int l = 0; l < hp.n_layer; ++l) model_.arch().block(*fwd_, l);
     fwd_->finish_layers();
-    for (int l = 0; l < hp.n_layer; ++l)  // rows that wrapped around now hold newer positions
-      valid_from_[static_cast<size_t>(l)] =
-          std::max(valid_from_[static_cast<size_t>(l)], n_past_ + nb - kv_rows_[static_cast<size_t>(l)]);
-    if (all_logits)
-      fwd_->logits(0, logits.data() + b0 * hp.n_vocab);
-    else if (b0 + nb == n)
-      fwd_->logits(nb - 1, logits.data());
-    n_past_ += nb;
+    for (int64_t t = 0; t < nb; ++t) n_past_[static_cast<size_t>(pass[t].seq)] = pass[t].pos + 1;
+    for (int s = 0; s < params_.n_seq; ++s)  // rows that wrapped around now hold newer positions
+      for (int l = 0; l < hp.n_layer; ++l) {
+        int64_t& from = valid_from_[static_cast<size_t>(s)][static_cast<size_t>(l)];
+        from = std::max(from, n_past_[static_cast<size_t>(s)] - kv_rows_[static_cast<size_t>(l)]);
+      }
+    // The rows whose logits are wanted: a suffix of the pass (a prompt's
+    // last token, or all of them) goes straight to the output projection;
+    // others are gathered first.
+    std::vector<int64_t> rows;
+    for (int64_t t = 0; t < nb; ++t)
+      if (pass[t].logits) rows.push_back(t);
+    if (rows.empty()) continue;
+    const auto k = static_cast<int64_t>(rows.size());
+    if (rows.front() + k == nb) {
+      fwd_->logits(rows.front(), out);
+    } else if (fwd_->keep_rows(rows)) {
+      fwd_->logits(0, out);
+    } else {
+      all_rows_.resize(static_cast<size_t>(nb - rows.front()) * V);
+      fwd_->logits(rows.front(), all_rows_.data());
+      for (int64_t i = 0; i < k; ++i)
+        std::copy_n(all_rows_.data() + static_cast<size_t>(rows[static_cast<size_t>(i)] - rows.front()) * V, V,
+                    out + static_cast<size_t>(i) * V);
+    }
+    out += static_cast<size_t>(k) * V;
   }
 }
 
-bool Context::can_rewind(int64_t n) const {
+uint64_t Context::kv_bytes_read(int64_t pos) const {
+  const HParams& hp = model_.hparams();
+  const uint64_t per_position = static_cast<uint64_t>(hp.n_head_kv) * (kernels::kv_row_bytes(params_.k_type, hp.head_dim) +
+                                                                     kernels::kv_row_bytes(params_.v_type, hp.head_dim));
+  uint64_t bytes = 0;
+  for (const LayerSpec& l : hp.layers) {
+    const int64_t keys = l.window > 0 ? std::min(pos + 1, l.window) : pos + 1;
+    bytes += static_cast<uint64_t>(keys) * per_position;
+  }
+  return bytes;
+}
+
+bool Context::can_rewind(int64_t n, int seq) const {
+  const size_t s = checked(seq);
   if (n == 0) return true;
   const HParams& hp = model_.hparams();
   for (int l = 0; l < hp.n_layer; ++l) {
     const int64_t window = hp.layers[static_cast<size_t>(l)].window;
     // Position n attends to [n - window + 1, n]; all but n itself must still be held.
-    if (is_ring(l) && std::max<int64_t>(0, n - window + 1) < valid_from_[static_cast<size_t>(l)]) return false;
+    if (is_ring(l) && std::max<int64_t>(0, n - window + 1) < valid_from_[s][static_cast<size_t>(l)]) return false;
   }
   return true;
 }
 
-void Context::rewind(int64_t n) {
-  if (n < 0 || n > n_past_) throw Error(fmt::format("cannot rewind to position {} (at {})", n, n_past_));
-  if (!can_rewind(n))
+void Context::rewind(int64_t n, int seq) {
+  const size_t s = checked(seq);
+  if (n < 0 || n > n_past_[s]) throw Error(fmt::format("cannot rewind to position {} (at {})", n, n_past_[s]));
+  if (!can_rewind(n, seq))
     throw Error(fmt::format("cannot rewind to position {}: the sliding-window cache no longer holds the positions "
                             "before it (evaluate the tokens again from the start)",
                             n));
-  n_past_ = n;  // later positions are overwritten before they are read again
-  if (n == 0) std::fill(valid_from_.begin(), valid_from_.end(), 0);
+  n_past_[s] = n;  // later positions are overwritten before they are read again
+  if (n == 0) std::fill(valid_from_[s].begin(), valid_from_[s].end(), 0);
 }
 
 }  // namespace slm::model

@@ -18,6 +18,17 @@ struct ContextParams {
   int n_threads = 0;     // 0 = every core
   DType k_type = DType::F16;  // KV cache element types: F16, F32 or Q8_0
   DType v_type = DType::F16;  // (kernels::is_kv_type)
+  int n_seq = 1;         // sequences, each with its own KV cache of n_ctx positions (batch_forward)
+};
+
+// One token of a batch that may mix sequences: it goes at position `pos` of
+// sequence `seq` (the position after that sequence's last one), and its
+// logits are wanted or not.
+struct BatchToken {
+  int32_t token = 0;
+  int64_t pos = 0;
+  int seq = 0;
+  bool logits = false;
 };
 
 // The cache element type of a public KvType.
@@ -38,8 +49,9 @@ struct RopeState {
 // cpu_forward.h; CUDA: cuda/cuda_forward.h) implements the pieces over whole
 // batches and owns its scratch buffers and KV cache; the blocks below and the
 // architecture files are shared by all of them. Buffers hold n_tokens rows
-// (row t is position pos(t)) in the backend's memory: shared code passes the
-// pointers on, it never reads them.
+// (row t is position pos(t) of sequence seq(t)) in the backend's memory:
+// shared code passes the pointers on, it never reads them. A backend built
+// for one sequence (ForwardConfig::n_seq == 1) gets consecutive positions.
 class Forward {
  public:
   // `ropes` (one per HParams::rope_tables entry) must outlive the Forward.
@@ -51,17 +63,26 @@ class Forward {
   const Model& model() const { return model_; }
   const HParams& hp() const { return hp_; }
   int64_t n_tokens() const { return n_tokens_; }
-  int64_t pos(int64_t t) const { return pos0_ + t; }
+  int64_t pos(int64_t t) const { return pos_[static_cast<size_t>(t)]; }
+  int seq(int64_t t) const { return seq_[static_cast<size_t>(t)]; }
 
   virtual float* x() = 0;   // residual stream [n, E]
   virtual float* xn() = 0;  // normalised input of a sub-layer [n, E]
   virtual float* o() = 0;   // sub-layer output [n, E]
 
-  // Embeds tokens (host memory) at positions pos0.. into x: the batch's first step.
-  void begin(const int32_t* tokens, int64_t n, int64_t pos0) {
+  // Embeds the batch's tokens (host memory) into x: its first step. Row t
+  // is batch[t]'s token at its position and sequence.
+  void begin(const BatchToken* batch, int64_t n) {
     n_tokens_ = n;
-    pos0_ = pos0;
-    embed(tokens);
+    tokens_.resize(static_cast<size_t>(n));
+    pos_.resize(static_cast<size_t>(n));
+    seq_.resize(static_cast<size_t>(n));
+    for (int64_t t = 0; t < n; ++t) {
+      tokens_[static_cast<size_t>(t)] = batch[t].token;
+      pos_[static_cast<size_t>(t)] = batch[t].pos;
+      seq_[static_cast<size_t>(t)] = batch[t].seq;
+    }
+    embed(tokens_.data());
   }
   // out[t] = rmsnorm(in[t]) * w for every row (out may alias in).
   virtual void norm(const float* in, const Weight& w, float* out) = 0;
@@ -82,6 +103,10 @@ class Forward {
   // Final norm and output projection of the rows [first, n) into logits
   // (host memory, rows of n_vocab).
   virtual void logits(int64_t first, float* out) = 0;
+  // After the layers: moves rows `rows` (increasing) of x to rows 0, 1, ...
+  // and makes them the batch, so logits(0) computes just those. False when
+  // the backend cannot (Context then computes more rows and picks).
+  virtual bool keep_rows(const std::vector<int64_t>& /*rows*/) { return false; }
 
   // The pre-norm block most architectures use:
   //   x += attention(norm(x)); x += mlp(norm(x)).
@@ -100,7 +125,10 @@ class Forward {
   const Model& model_;
   const HParams& hp_;
   const std::vector<RopeState>& ropes_;
-  int64_t n_tokens_ = 0, pos0_ = 0;
+  int64_t n_tokens_ = 0;
+  std::vector<int32_t> tokens_;
+  std::vector<int64_t> pos_;
+  std::vector<int> seq_;
 };
 
 // What a backend needs to build a Forward for one context.
@@ -110,34 +138,50 @@ struct ForwardConfig {
   int64_t n_batch = 0;
   int n_threads = 0;
   DType k_type = DType::F16, v_type = DType::F16;
+  int n_seq = 1;  // sequences (one KV cache each)
 };
 
 // The Forward of the backend the model was loaded for (Model::device()).
 std::unique_ptr<Forward> make_forward(const Model& model, const ForwardConfig& config,
                                       const std::vector<RopeState>& ropes);
 
-// A model being run: its KV cache and position. One thread at a time.
+// A model being run: the KV caches of its sequences (n_seq, each n_ctx
+// positions) and their positions. One thread at a time.
 class Context {
  public:
   Context(const Model& model, const ContextParams& params);
 
-  // Evaluates `n` tokens at positions n_past() .. n_past() + n - 1, in
-  // batches of n_batch. With all_logits, logits receives n rows of n_vocab;
-  // otherwise the last token's row. Throws slm::Error (nothing evaluated)
-  // when the tokens do not fit the context or an id is out of range.
-  void evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits);
+  // Evaluates `n` tokens of sequence `seq` at positions n_past(seq) ..
+  // n_past(seq) + n - 1, in batches of n_batch. With all_logits, logits
+  // receives n rows of n_vocab; otherwise the last token's row. Throws
+  // slm::Error (nothing evaluated) when the tokens do not fit the context or
+  // an id is out of range.
+  void evaluate(const int32_t* tokens, int64_t n, bool all_logits, std::vector<float>& logits, int seq = 0);
+  // Evaluates tokens of any sequences together, in passes of at most
+  // n_batch tokens: one weight pass serves them all, each attends only to its
+  // own sequence. A sequence's tokens must come in order at the positions
+  // after its last one. `logits` receives one row of n_vocab per token whose
+  // `logits` is set, in batch order. A token's result does not depend on the
+  // others in its batch. Throws slm::Error (nothing evaluated) on a position
+  // out of order, a sequence or id out of range, or a sequence overflowing
+  // the context.
+  void evaluate_batch(const std::vector<BatchToken>& batch, std::vector<float>& logits);
 
-  int64_t n_past() const { return n_past_; }
+  int n_seq() const { return params_.n_seq; }
+  int64_t n_past(int seq = 0) const { return n_past_[checked(seq)]; }
   int64_t n_ctx() const { return params_.n_ctx; }
   const ContextParams& params() const { return params_; }
-  // Forgets every position from n on (n <= n_past()). Throws slm::Error
-  // when !can_rewind(n).
-  void rewind(int64_t n);
+  // Forgets every position of sequence `seq` from n on (n <= n_past(seq)).
+  // Throws slm::Error when !can_rewind(n, seq).
+  void rewind(int64_t n, int seq = 0);
   // Whether the sliding-window rings still hold the window before position
   // n (they keep only their last rows; going further back needs the tokens
   // evaluated again from the start — Session does that). Always true for 0.
-  bool can_rewind(int64_t n) const;
+  bool can_rewind(int64_t n, int seq = 0) const;
   size_t kv_bytes() const { return fwd_->kv_bytes(); }
+  // Bytes of K and V that attention reads for one token at position pos
+  // (every held position of every layer; a sliding-window layer its window).
+  uint64_t kv_bytes_read(int64_t pos) const;
   size_t scratch_bytes() const { return fwd_->scratch_bytes(); }
 
  private:
@@ -146,11 +190,13 @@ class Context {
   std::vector<int64_t> kv_rows_;  // per layer (ForwardConfig::kv_rows)
   std::vector<RopeState> ropes_;
   std::unique_ptr<Forward> fwd_;
-  int64_t n_past_ = 0;
-  // Per layer: the lowest position whose ring row still holds it (0 for
-  // full-context layers); grows as positions wrap around the ring.
-  std::vector<int64_t> valid_from_;
+  std::vector<int64_t> n_past_;  // per sequence
+  // Per sequence and layer: the lowest position whose ring row still holds
+  // it (0 for full-context layers); grows as positions wrap around the ring.
+  std::vector<std::vector<int64_t>> valid_from_;
+  std::vector<float> all_rows_;  // logits of a pass when the backend cannot keep_rows
   bool is_ring(int layer) const { return kv_rows_[static_cast<size_t>(layer)] < params_.n_ctx; }
+  size_t checked(int seq) const;
 };
 
 }  // namespace slm::model

@@ -1,5 +1,7 @@
 // Kernel speed: GEMV (decode) per weight type against the machine's measured
-// read bandwidth, and GEMM (prefill, 512 tokens) in GFLOP/s.
+// read bandwidth, GEMM (prefill, 512 tokens) in GFLOP/s, and attention at
+// depth 4096 (decode: K/V GB/s against the read bandwidth; prefill of 512
+// tokens: GFLOP/s) per KV cache type.
 //
 //   bench_kernels [--benchmark_filter=Gemv] [--benchmark_min_time=2]
 //   SLM_ISA=avx2 bench_kernels ...      (force a kernel path; default: best)
@@ -18,6 +20,7 @@
 
 #include <benchmark/benchmark.h>
 
+#include "cpu/attention.h"
 #include "cpu/matmul.h"
 #include "cpu/membw.h"
 
@@ -113,6 +116,57 @@ void BM_Gemm(benchmark::State& state, DType type) {
   state.SetLabel(std::string(k::isa_name(kt.isa)));
 }
 
+// Phi-3-mini's attention (32 heads, 32 KV heads of 96 dims) over a cache of
+// 4096 positions before the batch; decode cycles 8 layers' caches (> L3).
+void BM_Attention(benchmark::State& state, DType kv, int64_t tokens) {
+  const int threads = static_cast<int>(state.range(0));
+  const int H = 32, D = 96;
+  const int64_t depth = 4096, rows = depth + tokens;
+  const size_t head_bytes = k::kv_row_bytes(kv, D) * static_cast<size_t>(rows);
+  const int layers = tokens == 1 ? 8 : 1;
+  std::vector<std::vector<uint8_t>> caches;
+  std::vector<float> row(static_cast<size_t>(D));
+  for (int l = 0; l < 2 * layers; ++l) {  // K and V of each layer
+    std::vector<uint8_t> c(head_bytes * H);
+    for (size_t r = 0; r < c.size() / k::kv_row_bytes(kv, D); ++r) {
+      for (int d = 0; d < D; ++d) row[static_cast<size_t>(d)] = static_cast<float>((r * 7 + static_cast<size_t>(d) * 13) % 23) * 0.05f - 0.5f;
+      k::quantize_row(kv, row.data(), c.data() + r * k::kv_row_bytes(kv, D), D);
+    }
+    caches.push_back(std::move(c));
+  }
+  std::vector<float> q(static_cast<size_t>(tokens * H * D), 0.03f), out(q.size());
+  int layer = 0;
+  for (auto _ : state) {
+    k::AttentionProblem p;
+    p.q = q.data();
+    p.q_stride = H * D;
+    p.out = out.data();
+    p.out_stride = H * D;
+    p.n_tokens = tokens;
+    p.pos0 = depth;
+    p.n_head = p.n_head_kv = H;
+    p.head_dim = D;
+    p.k = caches[static_cast<size_t>(2 * layer)].data();
+    p.v = caches[static_cast<size_t>(2 * layer + 1)].data();
+    p.k_head_bytes = p.v_head_bytes = head_bytes;
+    p.k_type = p.v_type = kv;
+    p.scale = 0.1f;
+    k::attention(k::active_kernels(), p, threads);
+    benchmark::DoNotOptimize(out.data());
+    layer = (layer + 1) % layers;
+  }
+  const double kv_bytes = 2.0 * static_cast<double>(head_bytes) * H;
+  if (tokens == 1) {
+    state.counters["kv_GB/s"] = benchmark::Counter(kv_bytes * static_cast<double>(state.iterations()) / 1e9,
+                                                   benchmark::Counter::kIsRate);
+  } else {
+    const double flops = 4.0 * H * D * static_cast<double>(tokens) * (static_cast<double>(depth) + static_cast<double>(tokens) / 2);
+    state.counters["GFLOP/s"] = benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9,
+                                                   benchmark::Counter::kIsRate);
+  }
+  state.SetLabel(std::string(k::isa_name(k::active_kernels().isa)));
+}
+
 const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DType::Q4_1, DType::Q5_0,
                         DType::Q5_1, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K};
 
@@ -124,6 +178,13 @@ const bool kRegistered = [] {
   for (DType t : kTypes) {
     const std::string name(slm::dtype_name(t));
     benchmark::RegisterBenchmark(("Gemm512/" + name).c_str(), BM_Gemm, t)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  for (DType t : {DType::F16, DType::Q8_0}) {
+    const std::string name(slm::dtype_name(t));
+    benchmark::RegisterBenchmark(("AttentionDecodeAt4096/" + name).c_str(), BM_Attention, t, int64_t{1})
+        ->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("AttentionPrefill512At4096/" + name).c_str(), BM_Attention, t, int64_t{512})
+        ->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   return true;
 }();

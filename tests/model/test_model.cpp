@@ -103,20 +103,26 @@ TEST(ModelReference, PrefillBatchSizesGiveIdenticalLogits) {
 
 // A prefill long enough that every projection's GEMM crosses its L2 token
 // chunks (matmul_token_chunk: 128-480 tokens for these widths) against the
-// same tokens decoded one at a time: identical logits at every position.
+// same tokens decoded one at a time: identical logits at every position —
+// with the f16 cache, and with the q8_0 one (GQA; and sliding windows with
+// soft-capping on gemma2).
 TEST(ModelReference, LongPrefillEqualsTokenByTokenDecode) {
   SLM_REQUIRE_TESTDATA();
   const int64_t n = 640;
   std::vector<int32_t> tokens(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) tokens[static_cast<size_t>(i)] = static_cast<int32_t>((i * 193 + 7) % 512);
-  for (const char* stem : {"phi3-tiny", "phi3-tiny-q4_0", "llama-tiny-q4_0", "gemma2-tiny-q4_k_m"}) {
-    SCOPED_TRACE(stem);
+  const std::pair<const char*, DType> cases[] = {{"phi3-tiny", DType::F16},          {"phi3-tiny-q4_0", DType::F16},
+                                                 {"llama-tiny-q4_0", DType::F16},    {"gemma2-tiny-q4_k_m", DType::F16},
+                                                 {"llama-tiny-q4_0", DType::Q8_0},   {"gemma2-tiny-q4_k_m", DType::Q8_0}};
+  for (const auto& [stem, kv] : cases) {
+    SCOPED_TRACE(std::string(stem) + " " + std::string(dtype_name(kv)) + " cache");
     const auto model = Model::load(test::testdata_dir() + "/models/" + stem + ".gguf");
     const size_t V = static_cast<size_t>(model->hparams().n_vocab);
     ContextParams p;
     p.n_ctx = 1024;
     p.n_batch = n;
     p.n_threads = 1;
+    p.k_type = p.v_type = kv;
     Context whole(*model, p), one(*model, p);
     std::vector<float> prefill, step;
     whole.evaluate(tokens.data(), n, true, prefill);
@@ -253,6 +259,47 @@ TEST(ModelContext, F32CacheAgreesWithF16Cache) {
   c32.evaluate(t.data(), 8, true, b);
   EXPECT_LE(rel_rms(a, b), 2e-3);  // f16 rounding of K/V only
   EXPECT_GT(rel_rms(a, b), 0.0);   // and it is really a different cache type
+}
+
+// q8_0 K and V (and each alone): about half the bytes of f16 (34 bytes per
+// 32 values against 64), logits close to the f16 cache's.
+TEST(ModelContext, Q8CacheAgreesWithF16Cache) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/llama-tiny.gguf");
+  std::vector<int32_t> t;
+  for (int i = 0; i < 40; ++i) t.push_back((i * 37 + 11) % 500);
+  ContextParams p;
+  p.n_ctx = 64;
+  Context c16(*model, p);
+  std::vector<float> want;
+  c16.evaluate(t.data(), static_cast<int64_t>(t.size()), true, want);
+  for (auto [k, v] : {std::pair{DType::Q8_0, DType::Q8_0}, {DType::Q8_0, DType::F16}, {DType::F16, DType::Q8_0}}) {
+    SCOPED_TRACE(std::string(dtype_name(k)) + " K, " + std::string(dtype_name(v)) + " V");
+    p.k_type = k;
+    p.v_type = v;
+    Context c8(*model, p);
+    const double halves = (k == DType::Q8_0) + (v == DType::Q8_0);
+    EXPECT_EQ(c8.kv_bytes(), static_cast<size_t>(static_cast<double>(c16.kv_bytes()) * (1.0 - halves / 2.0 * 30.0 / 64.0)));
+    std::vector<float> got;
+    c8.evaluate(t.data(), static_cast<int64_t>(t.size()), true, got);
+    EXPECT_LE(rel_rms(got, want), 2e-2);  // 8-bit rounding of K/V (f16 alone: 2e-3 above)
+    EXPECT_GT(rel_rms(got, want), 0.0);
+  }
+}
+
+// What a cache type cannot do is refused by name.
+TEST(ModelContext, CacheTypesThatCannotWorkAreRefused) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/llama-tiny.gguf");
+  ContextParams p;
+  p.n_ctx = 64;
+  p.k_type = DType::Q4_0;
+  try {
+    Context c(*model, p);
+    FAIL() << "a Q4_0 cache was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Q4_0 is not a KV cache type"), std::string::npos) << e.what();
+  }
 }
 
 // ---- malformed models: each edit of a valid file gets an error naming it.

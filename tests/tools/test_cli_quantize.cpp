@@ -6,6 +6,7 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -233,11 +234,13 @@ TEST(CliBench, JsonHoldsEveryField) {
     if (test == "tg4") {
       EXPECT_GT(row.at("roofline_fraction").get<double>(), 0);
       // Phi-3's output is untied: its embedding table counts as one row per
-      // token; Gemma's is the output matrix, read whole.
+      // token; Gemma's is the output matrix, read whole. Plus the f16 K/V of
+      // the positions a token in the middle of tg4 attends to (3): gemma-tiny
+      // has 2 layers of 1 KV head of 32 dims (128 bytes of K and V each).
       if (row.at("model_filename") == "phi3-tiny-q4_0.gguf") {
         EXPECT_LT(row.at("bytes_per_token").get<uint64_t>(), row.at("model_size").get<uint64_t>());
       } else {
-        EXPECT_EQ(row.at("bytes_per_token").get<uint64_t>(), row.at("model_size").get<uint64_t>());
+        EXPECT_EQ(row.at("bytes_per_token").get<uint64_t>(), row.at("model_size").get<uint64_t>() + 3 * 2 * 128);
       }
     } else {
       EXPECT_TRUE(row.at("roofline_ts").is_null());
@@ -304,13 +307,38 @@ TEST(CliBench, BadListsAndADepthBeyondTheContextAreUsageErrors) {
   SLM_REQUIRE_TESTDATA();
   const std::string a = test::testdata_dir() + "/models/phi3-tiny-q4_0.gguf";
   for (const std::string& args : {std::string("-d 100 -c 50"), std::string("-p 8,x"), std::string("-pg 8"),
-                                  std::string("-p 0 -n 0"), std::string("-o yaml"), std::string("-d -1")}) {
+                                  std::string("-p 0 -n 0"), std::string("-o yaml"), std::string("-d -1"),
+                                  std::string("--kv q4_0"), std::string("-ctk q5_1"), std::string("-ctv bf16")}) {
     const auto r = test::run_command(test::slm_binary() + " bench " + q(a) + " -r 1 -t 1 " + args + " 2>&1");
     EXPECT_EQ(r.exit_code, 2) << args << ": " << r.output;
     EXPECT_NE(r.output.find("slm: error:"), std::string::npos) << args << ": " << r.output;
   }
   const auto beyond = test::run_command(test::slm_binary() + " bench " + q(a) + " -p 8 -n 0 -d 100 -c 50 -r 1 2>&1");
   EXPECT_NE(beyond.output.find("pp8 @ d100 needs a context of 108 positions"), std::string::npos) << beyond.output;
+  const auto kv = test::run_command(test::slm_binary() + " bench " + q(a) + " -p 8 -n 0 -r 1 --kv q4_0 2>&1");
+  EXPECT_NE(kv.output.find("q4_0 not in {f16,f32,q8_0}"), std::string::npos) << kv.output;
+}
+
+// -ctk / -ctv (llama-bench's spelling) and --kv reach the cache: the JSON
+// names the types, and a q8_0 cache runs.
+TEST(CliBench, CacheTypesAsLlamaBenchSpellsThem) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string a = test::testdata_dir() + "/models/phi3-tiny-q4_0.gguf";
+  for (const auto& [args, k, v] : {std::tuple<std::string, std::string, std::string>{"", "f16", "f16"},
+                                   {"-ctk q8_0", "q8_0", "f16"},
+                                   {"-ctk q8_0 -ctv q8_0", "q8_0", "q8_0"},
+                                   {"--kv q8_0 -ctv f32", "q8_0", "f32"}}) {
+    const auto r = test::run_command(test::slm_binary() + " bench " + q(a) + " -p 8 -n 2 -d 70 -r 1 -t 1 -o json " +
+                                     args + " 2>/dev/null");
+    ASSERT_EQ(r.exit_code, 0) << args << ": " << r.output;
+    const auto j = nlohmann::json::parse(r.output);
+    ASSERT_EQ(j.size(), 2u) << r.output;
+    for (const auto& row : j) {
+      EXPECT_EQ(row.at("type_k"), k) << args;
+      EXPECT_EQ(row.at("type_v"), v) << args;
+      EXPECT_GT(row.at("avg_ts").get<double>(), 0) << args;
+    }
+  }
 }
 
 }  // namespace

@@ -9,7 +9,7 @@
 // the comma lists. Field names in json/jsonl/csv are llama-bench's where the
 // meaning is the same (avg_ts, n_prompt, n_depth, ...). The machine's read
 // bandwidth is measured too, and tg rows carry the roofline: bandwidth /
-// bytes of weights read per token.
+// bytes read per token (the weights, and the K/V cache at that depth).
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -321,8 +321,10 @@ int run_bench(BenchOptions o) {
         r.test = test;
         r.test_time = now_iso8601();
         r.bandwidth_gbs = bandwidth[threads];
-        r.bytes_per_token = model->bytes_per_token();
-        r.roofline_tps = r.bandwidth_gbs * 1e9 / static_cast<double>(model->bytes_per_token());
+        // Weights, plus the K/V a generated token reads at its position (the
+        // middle of the test's generated tokens): what decode must stream.
+        r.bytes_per_token = model->bytes_per_token() + ctx.kv_bytes_read(test.n_depth + test.n_prompt + test.n_gen / 2);
+        r.roofline_tps = r.bandwidth_gbs * 1e9 / static_cast<double>(r.bytes_per_token);
         // The prompt comes from the token stream after the depth tokens.
         const int32_t* prompt = tokens.data() + test.n_depth;
         for (int rep = -1; rep < o.reps; ++rep) {  // rep -1: a warm-up run, not counted

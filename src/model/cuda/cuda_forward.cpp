@@ -598,6 +598,9 @@ std::unique_ptr<BackendWeights> upload_weights(const Model& model) {
 
 std::unique_ptr<Forward> make_forward(const Model& model, const ForwardConfig& config,
                                       const std::vector<RopeState>& ropes) {
+  // Its kernels take a batch as consecutive positions of one cache.
+  if (config.n_seq != 1)
+    throw Error(fmt::format("the CUDA backend runs one sequence per context (asked for {})", config.n_seq));
   return std::make_unique<CudaForward>(model, config, ropes);
 }
 
