@@ -302,6 +302,106 @@ TEST(ModelContext, CacheTypesThatCannotWorkAreRefused) {
   }
 }
 
+// Sequences evaluated together (evaluate_batch) give each token the logits
+// it gets when its sequence runs alone: prompts in chunks beside other
+// sequences' decode steps, passes split at n_batch, a sequence in two runs of
+// one batch, wanted rows in the middle of a pass. Bit-identical, on GQA,
+// MQA with sliding-window rings (window 8, ring 8 + 15) and soft-capping.
+TEST(ModelContext, SequencesBatchedTogetherGetTheirOwnLogits) {
+  SLM_REQUIRE_TESTDATA();
+  const int kSeqs = 3;
+  const int64_t kLen[kSeqs] = {70, 45, 58};       // tokens of each sequence
+  const int64_t kPrompt[kSeqs] = {30, 7, 1};      // of those, the prompt; the rest come one per step
+  for (const char* stem : {"llama-tiny-q4_0", "gemma2-tiny-q4_k_m", "gemma3-tiny-q8_0", "phi3-tiny"}) {
+    const auto model = Model::load(test::testdata_dir() + "/models/" + stem + ".gguf");
+    const size_t V = static_cast<size_t>(model->hparams().n_vocab);
+    std::vector<std::vector<int32_t>> tokens(kSeqs);
+    for (int s = 0; s < kSeqs; ++s)
+      for (int64_t i = 0; i < kLen[s]; ++i) tokens[static_cast<size_t>(s)].push_back(static_cast<int32_t>((i * (61 + 40 * s) + 5 * s + 3) % 256));
+    for (int threads : {1, 2}) {
+      SCOPED_TRACE(std::string(stem) + ", " + std::to_string(threads) + " threads");
+      ContextParams p;
+      p.n_ctx = 128;
+      p.n_batch = 16;
+      p.n_threads = threads;
+      std::vector<std::vector<float>> alone(kSeqs);
+      for (int s = 0; s < kSeqs; ++s) {
+        Context c(*model, p);
+        c.evaluate(tokens[static_cast<size_t>(s)].data(), kLen[s], true, alone[static_cast<size_t>(s)]);
+      }
+      p.n_seq = kSeqs;
+      Context together(*model, p);
+      std::vector<int64_t> done(kSeqs, 0);
+      int checked_rows = 0;
+      for (int step = 0; std::any_of(done.begin(), done.end(), [&](int64_t d) { return d < 70; }); ++step) {
+        std::vector<BatchToken> batch;
+        // Sequences in a different order each step; a prompt in chunks of up
+        // to 9 (its last row wanted, and every third), the rest one a step.
+        for (int k = 0; k < kSeqs; ++k) {
+          const int s = (k + step) % kSeqs;
+          const auto su = static_cast<size_t>(s);
+          const int64_t take = done[su] < kPrompt[s] ? std::min<int64_t>(9, kPrompt[s] - done[su]) : 1;
+          for (int64_t i = 0; i < take && done[su] < kLen[s]; ++i, ++done[su]) {
+            const bool last = i == take - 1;
+            batch.push_back({tokens[su][static_cast<size_t>(done[su])], done[su], s, last || done[su] % 3 == 0});
+          }
+        }
+        if (step % 4 == 1 && done[0] < kLen[0]) {  // sequence 0 again, after the others
+          batch.push_back({tokens[0][static_cast<size_t>(done[0])], done[0], 0, true});
+          ++done[0];
+        }
+        if (batch.empty()) break;
+        std::vector<float> logits;
+        together.evaluate_batch(batch, logits);
+        size_t row = 0;
+        for (const BatchToken& b : batch) {
+          if (!b.logits) continue;
+          const float* want = alone[static_cast<size_t>(b.seq)].data() + static_cast<size_t>(b.pos) * V;
+          ASSERT_TRUE(std::equal(want, want + V, logits.begin() + static_cast<std::ptrdiff_t>(row * V)))
+              << "step " << step << ", sequence " << b.seq << " position " << b.pos;
+          ++row, ++checked_rows;
+        }
+        ASSERT_EQ(logits.size(), row * V);
+      }
+      for (int s = 0; s < kSeqs; ++s) EXPECT_EQ(together.n_past(s), kLen[s]);
+      EXPECT_GT(checked_rows, 100);
+    }
+  }
+}
+
+// A batch that cannot be evaluated as given is refused whole: nothing moves.
+TEST(ModelContext, BatchesOutOfOrderOrBeyondTheContextAreRefused) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(test::testdata_dir() + "/models/llama-tiny.gguf");
+  ContextParams p;
+  p.n_ctx = 8;
+  p.n_seq = 2;
+  Context c(*model, p);
+  std::vector<float> logits;
+  c.evaluate_batch({{5, 0, 0, true}, {6, 0, 1, true}}, logits);
+  auto refused = [&](const std::vector<BatchToken>& batch, const std::string& why) {
+    try {
+      c.evaluate_batch(batch, logits);
+      ADD_FAILURE() << "accepted; expected: " << why;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(why), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(c.n_past(0), 1);
+    EXPECT_EQ(c.n_past(1), 1);
+  };
+  refused({{7, 1, 0, false}, {7, 3, 0, true}}, "position 3 of sequence 0, which holds 2 positions");
+  refused({{7, 1, 1, false}, {7, 0, 0, true}}, "position 0 of sequence 0, which holds 1 positions");
+  refused({{7, 1, 2, true}}, "sequence 2 does not exist (the context has 2)");
+  refused({{7, 1, 0, true}, {9999, 1, 1, true}}, "token id 9999 at index 1 is out of range");
+  std::vector<BatchToken> long_one;
+  for (int64_t i = 1; i <= 8; ++i) long_one.push_back({7, i, 1, false});
+  refused(long_one, "sequence 1 does not fit the context: 9 positions would be needed, it holds 8");
+  EXPECT_THROW(c.rewind(0, 2), Error);
+  c.rewind(0, 1);
+  EXPECT_EQ(c.n_past(0), 1);
+  EXPECT_EQ(c.n_past(1), 0);
+}
+
 // ---- malformed models: each edit of a valid file gets an error naming it.
 
 std::string rewrite(const std::string& src, const std::string& name,
