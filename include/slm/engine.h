@@ -1,12 +1,18 @@
 // slm::Engine — one model serving many requests (the server's core): a
-// queue, a worker thread, and `slots` sessions, each with its own KV cache.
-// A request goes to the slot whose cache already holds the longest start of
-// its prompt (a shared system prompt, a chat's earlier turns), so only the
-// new tokens are evaluated; ties go to the slot used least recently.
+// queue, a worker thread, and `slots` sequences, each with its own KV cache.
+// A request goes to the idle slot whose cache already holds the longest
+// start of its prompt (a shared system prompt, a chat's earlier turns), so
+// only the new tokens are evaluated; ties go to the slot used least recently.
 //
-// Requests run one at a time on the worker thread, in arrival order (no
-// batching across requests yet). Thread-safety: every member may be called
-// from any thread.
+// Up to `slots` requests run at once, batched: each step of the worker is
+// one forward pass over the next token of every answer being generated plus
+// chunks of the prompts being read (n_batch tokens in all), so the weights
+// are read once for all of them and a long prompt does not stall the other
+// answers. Batching is invisible in the results: a request gets the tokens
+// it gets alone. (On a backend that runs one sequence per context — CUDA —
+// the slots are evaluated one after the other within each step.)
+// Requests beyond the slots wait in arrival order. Thread-safety: every
+// member may be called from any thread.
 #pragma once
 
 #include <cstdint>
@@ -24,8 +30,8 @@
 namespace slm {
 
 struct EngineParams {
-  SessionParams session;  // for each slot
-  int slots = 1;          // sessions kept (prompt caches); at least 1
+  SessionParams session;  // for each slot (n_batch: tokens per step, over all slots)
+  int slots = 1;          // requests run at once, each slot keeping its prompt cache; at least 1
   int max_queue = 64;     // requests waiting beyond the running one; more are refused
 };
 
@@ -33,6 +39,7 @@ struct EngineRequest {
   std::vector<ChatMessage> messages;  // a chat: rendered with the model's chat template ...
   std::string prompt;                 // ... or, when messages is empty, a plain prompt
   GenerateParams params;
+  bool cache_prompt = true;           // reuse a slot's cached start of the prompt (false: evaluate it all)
 };
 
 struct EngineStats {
@@ -42,7 +49,8 @@ struct EngineStats {
   int64_t generated_tokens = 0;
   double generate_seconds = 0; // time spent generating (not evaluating prompts)
   int queued = 0;              // waiting now
-  bool busy = false;           // a request is running
+  int running = 0;             // being answered now
+  bool busy = false;           // running > 0
   int64_t kv_tokens = 0;       // positions held by all slots' caches
   int64_t kv_capacity = 0;     // slots * context
 };
@@ -50,8 +58,8 @@ struct EngineStats {
 class Engine {
  public:
   explicit Engine(std::shared_ptr<const Model> model, const EngineParams& params = {});
-  // Stops: the running request's callback sees the end (its generation
-  // stops), queued requests fail with slm::Error.
+  // Stops: the running requests end (stop reason `callback`), queued ones
+  // fail with slm::Error.
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -63,7 +71,7 @@ class Engine {
   // engine is stopping.
   std::optional<std::future<GenerateResult>> submit(EngineRequest request, TokenCallback on_text = {});
 
-  // Ends the work: new requests are refused, the running one is stopped,
+  // Ends the work: new requests are refused, the running ones are stopped,
   // queued ones fail. The destructor calls it.
   void stop();
 

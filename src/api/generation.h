@@ -43,6 +43,12 @@ class Generation {
   // free in the cache: samples, streams the text that is certain to the
   // callback, and says what to evaluate.
   Step next(const float* logits, int64_t n_vocab, int64_t n_free);
+  // Ends it before its next token (the engine is stopping): the result's
+  // stop reason is `callback`, as when the callback ends it.
+  void cancel() {
+    over_ = true;
+    result_.stop = StopReason::callback;
+  }
   // The result, with the held-back text flushed to the callback where the
   // generation did not end on a stop text or by the callback.
   GenerateResult finish();

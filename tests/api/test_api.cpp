@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
+#include <future>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -363,6 +365,133 @@ TEST(Api, SeededSamplingIsIndependentOfThreadCount) {
     texts[t - 1] = generate(s, std::string("A story:"), gp).text;
   }
   EXPECT_EQ(texts[0], texts[1]);
+}
+
+// ---- slm::Engine: requests batched together.
+
+// Eight requests of different lengths (chats sharing a system prompt, plain
+// prompts; answers ending by length and at a stop text) given at once: each
+// answer equals the one generate() gives the request alone on a fresh
+// Session — with every request in its own slot and with fewer slots than
+// requests (some wait, then join running batches), prompts read in chunks
+// beside other answers' tokens, prefix reuse on and off, and again on the
+// warm caches. The requests really ran together (seen from the callback).
+TEST(Engine, ConcurrentRequestsAnswerAsTheyDoAlone) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  std::vector<EngineRequest> requests;
+  const char* questions[] = {"What is the capital of France?", "Name three animals.", "Hi",
+                             "Write a long story about a dragon who learns to read."};
+  for (int i = 0; i < 4; ++i) {
+    EngineRequest r;
+    r.messages = {{"system", "You are a helpful assistant who answers briefly."}, {"user", questions[i]}};
+    requests.push_back(r);
+  }
+  for (const char* p : {"Once upon a time", "The quick brown fox jumps over", "1, 2, 3,", "A"}) {
+    EngineRequest r;
+    r.prompt = p;
+    requests.push_back(r);
+  }
+  for (size_t i = 0; i < requests.size(); ++i) {
+    requests[i].params.sampling.temperature = 0;
+    requests[i].params.max_tokens = 6 + static_cast<int64_t>(i) * 5;
+  }
+  SessionParams sp;
+  sp.n_ctx = 256;
+  sp.n_batch = 16;  // prompts take several steps
+  std::vector<GenerateResult> alone;
+  for (const EngineRequest& r : requests) {
+    Session s(model, sp);
+    alone.push_back(r.messages.empty() ? generate(s, r.prompt, r.params) : generate(s, r.messages, r.params));
+  }
+  // A stop text taken from the middle of one answer.
+  ASSERT_GT(alone[5].text.size(), 8u);
+  requests[5].params.stop = {alone[5].text.substr(4, 3)};
+  {
+    Session s(model, sp);
+    alone[5] = generate(s, requests[5].prompt, requests[5].params);
+    ASSERT_EQ(alone[5].stop, StopReason::stop_text);
+  }
+  for (int slots : {8, 3}) {
+    for (bool reuse : {true, false}) {
+      SCOPED_TRACE(std::to_string(slots) + " slots, prefix reuse " + (reuse ? "on" : "off"));
+      EngineParams ep;
+      ep.session = sp;
+      ep.slots = slots;
+      Engine engine(model, ep);
+      int most_running = 0;
+      for (int round = 0; round < 2; ++round) {
+        std::vector<std::future<GenerateResult>> results;
+        for (EngineRequest r : requests) {
+          r.cache_prompt = reuse;
+          auto f = engine.submit(r, [&](std::string_view) {
+            most_running = std::max(most_running, engine.stats().running);
+            return true;
+          });
+          ASSERT_TRUE(f.has_value());
+          results.push_back(std::move(*f));
+        }
+        for (size_t i = 0; i < requests.size(); ++i) {
+          const GenerateResult got = results[i].get();
+          EXPECT_EQ(got.text, alone[i].text) << "request " << i << ", round " << round;
+          EXPECT_EQ(got.n_generated, alone[i].n_generated) << "request " << i;
+          EXPECT_EQ(got.stop, alone[i].stop) << "request " << i;
+          EXPECT_EQ(got.n_prompt, alone[i].n_prompt) << "request " << i;
+          if (!reuse) {
+            EXPECT_EQ(got.n_reused, 0) << "request " << i;
+          } else if (slots == 8 && round == 1) {  // its own slot still holds its prompt
+            EXPECT_EQ(got.n_reused, got.n_prompt - 1) << "request " << i;
+          }
+        }
+      }
+      EXPECT_EQ(most_running, slots) << "the requests did not run together";
+      const EngineStats st = engine.stats();
+      EXPECT_EQ(st.requests_done, 16);
+      EXPECT_EQ(st.running, 0);
+      if (reuse) {
+        EXPECT_GT(st.reused_tokens, 0);
+      } else {
+        EXPECT_EQ(st.reused_tokens, 0);
+      }
+    }
+  }
+}
+
+// Stopping ends the running requests (stop reason `callback`), fails the
+// waiting ones, and refuses new ones; a prompt longer than the context
+// fails alone while the others are answered.
+TEST(Engine, StopEndsRunningRequestsAndFailsWaitingOnes) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  EngineParams ep;
+  ep.session.n_ctx = 128;
+  ep.slots = 2;
+  Engine engine(model, ep);
+  EngineRequest too_long;
+  for (int i = 0; i < 200; ++i) too_long.prompt += "word ";
+  EngineRequest endless;
+  endless.prompt = "Go on:";
+  endless.params.max_tokens = 100000;
+  endless.params.ignore_eos = true;
+  auto bad = engine.submit(too_long);
+  std::atomic<int> pieces{0};
+  auto a = engine.submit(endless, [&](std::string_view) { return ++pieces, true; });
+  auto b = engine.submit(endless);
+  auto waiting = engine.submit(endless);
+  ASSERT_TRUE(bad && a && b && waiting);
+  try {
+    bad->get();
+    ADD_FAILURE() << "a prompt longer than the context was answered";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("but the context holds 128"), std::string::npos) << e.what();
+  }
+  while (pieces < 20) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  engine.stop();
+  EXPECT_EQ(a->get().stop, StopReason::callback);
+  const GenerateResult rb = b->get();
+  EXPECT_TRUE(rb.stop == StopReason::callback || rb.stop == StopReason::context_full);
+  EXPECT_THROW(waiting->get(), Error);
+  EXPECT_FALSE(engine.submit(endless).has_value());
 }
 
 }  // namespace

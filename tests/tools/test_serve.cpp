@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include <sstream>
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -162,6 +164,85 @@ TEST(Serve, GreedyAnswersEqualTheReferenceEngineAndSlmRun) {
 
 // Server-sent events: a role chunk, content chunks whose text joins into the
 // non-streamed answer, a finish chunk, the usage chunk, [DONE].
+// Batching is invisible: 8 requests sent at once to 8 slots (and to 3, so
+// some wait and join running batches) each get exactly the answer they get
+// when sent alone to a fresh server, which is `slm run --temp 0`'s — with
+// the prompt cache on and off (cache_prompt), streamed and not.
+TEST(Serve, ConcurrentRequestsGetTheAnswersTheyGetAlone) {
+  SLM_REQUIRE_TESTDATA();
+  std::vector<json> bodies;
+  const char* questions[] = {"What is the capital of France?", "Name three animals.", "Hi", "Tell me a story."};
+  for (int i = 0; i < 8; ++i) {
+    json b = {{"temperature", 0}, {"max_tokens", 8 + 3 * i}, {"stream", i % 2 == 1}};
+    if (i < 4)
+      b["messages"] = {{{"role", "system"}, {"content", "Answer briefly."}}, {{"role", "user"}, {"content", questions[i]}}};
+    else
+      b["prompt"] = std::string("Once upon a time ") + std::to_string(i);
+    bodies.push_back(b);
+  }
+  // One answer: the JSON's text, or the streamed pieces joined.
+  auto ask = [](const ServeProcess& s, json body) {
+    const bool chat = body.contains("messages");
+    auto c = s.client();
+    auto res = c.Post(chat ? "/v1/chat/completions" : "/v1/completions", body.dump(), "application/json");
+    if (!res || res->status != 200) return std::string("request failed: ") + (res ? res->body : "no response");
+    if (!body["stream"].get<bool>()) {
+      const json j = json::parse(res->body);
+      return chat ? j["choices"][0]["message"]["content"].get<std::string>() : j["choices"][0]["text"].get<std::string>();
+    }
+    std::string text;
+    std::istringstream lines(res->body);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("data: {", 0) != 0) continue;
+      const json j = json::parse(line.substr(6));
+      if (j["choices"].empty()) continue;
+      const json& c0 = j["choices"][0];
+      if (chat && c0["delta"].contains("content")) text += c0["delta"]["content"].get<std::string>();
+      if (!chat && c0.contains("text")) text += c0["text"].get<std::string>();
+    }
+    return text;
+  };
+  std::vector<std::string> alone;
+  {
+    ServeProcess s({"-t", "1"});
+    ASSERT_GT(s.port(), 0) << s.log();
+    for (const json& b : bodies) alone.push_back(ask(s, b));
+  }
+  for (int i : {0, 5}) {  // a chat and a plain prompt against slm run
+    const json& b = bodies[static_cast<size_t>(i)];
+    const std::string args = b.contains("messages") ? " --chat -sys 'Answer briefly.' -p '" + std::string(questions[i]) + "'"
+                                                    : " -p '" + b["prompt"].get<std::string>() + "'";
+    const auto run = test::run_command(test::slm_binary() + " run -m '" + vocab_model() + "'" + args + " --temp 0 -n " +
+                                       std::to_string(b["max_tokens"].get<int>()) + " 2>/dev/null");
+    EXPECT_EQ(run.output, alone[static_cast<size_t>(i)] + "\n") << "request " << i;
+  }
+  for (const char* slots : {"8", "3"}) {
+    for (bool cache : {true, false}) {
+      SCOPED_TRACE(std::string(slots) + " slots, cache_prompt " + (cache ? "true" : "false"));
+      ServeProcess s({"-np", slots, "-t", "2"});
+      ASSERT_GT(s.port(), 0) << s.log();
+      for (int round = 0; round < 2; ++round) {
+        std::vector<std::string> got(bodies.size());
+        std::vector<std::thread> clients;
+        for (size_t i = 0; i < bodies.size(); ++i) {
+          json b = bodies[i];
+          b["cache_prompt"] = cache;
+          clients.emplace_back([&, i, b] { got[i] = ask(s, b); });
+        }
+        for (auto& t : clients) t.join();
+        for (size_t i = 0; i < bodies.size(); ++i) EXPECT_EQ(got[i], alone[i]) << "request " << i << ", round " << round;
+      }
+      auto c = s.client();
+      auto m = c.Get("/metrics");
+      ASSERT_TRUE(m);
+      EXPECT_NE(m->body.find("slm_requests_total 16"), std::string::npos) << m->body;
+      EXPECT_NE(m->body.find("slm_requests_running 0"), std::string::npos) << m->body;
+      EXPECT_EQ(m->body.find("slm_prompt_tokens_reused_total 0\n") == std::string::npos, cache) << m->body;
+      EXPECT_EQ(s.terminate(), 0) << s.log();
+    }
+  }
+}
+
 TEST(Serve, StreamsServerSentEvents) {
   SLM_REQUIRE_TESTDATA();
   ServeProcess s({});

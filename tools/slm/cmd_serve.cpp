@@ -375,7 +375,7 @@ class Server {
     metric("generated_tokens_total", "counter", "Tokens generated", static_cast<double>(s.generated_tokens));
     metric("generate_tokens_per_second", "gauge", "Generated tokens per second of generation", tps);
     metric("queue_length", "gauge", "Requests waiting", s.queued);
-    metric("requests_running", "gauge", "Requests being answered", s.busy ? 1 : 0);
+    metric("requests_running", "gauge", "Requests being answered", s.running);
     metric("kv_cache_tokens", "gauge", "Positions held in the slots' KV caches (kept for prefix reuse)",
            static_cast<double>(s.kv_tokens));
     metric("kv_cache_capacity_tokens", "gauge", "Positions the slots' KV caches can hold",
@@ -392,6 +392,7 @@ class Server {
       request.messages = messages_of(body);
     else
       request.prompt = prompt_of(body);
+    request.cache_prompt = boolean(body, "cache_prompt", true);  // llama-server's name
     const bool stream = boolean(body, "stream", false);
     bool include_usage = false;
     if (body.contains("stream_options") && !body["stream_options"].is_null()) {
