@@ -51,7 +51,8 @@ struct EngineStats {
   int queued = 0;              // waiting now
   int running = 0;             // being answered now
   bool busy = false;           // running > 0
-  int64_t kv_tokens = 0;       // positions held by all slots' caches
+  int64_t kv_tokens = 0;       // positions held by all slots' caches (idle ones keep theirs: the prompt cache)
+  int64_t kv_active_tokens = 0;  // of those, held by slots running a request (0 when idle)
   int64_t kv_capacity = 0;     // slots * context
 };
 

@@ -54,8 +54,18 @@ struct Engine::Impl {
   int running = 0;  // slots with a request
   uint64_t uses = 0;
   EngineStats totals;     // the counters; queue and running are read live
-  int64_t kv_tokens = 0;  // the slots' positions, counted by the worker after each step
+  int64_t kv_tokens = 0, kv_active = 0;  // the slots' positions (all, running ones'): see count_kv()
   std::thread worker;
+
+  // Counts the slots' positions for stats(); the worker calls it with the
+  // mutex held (stats() cannot read the slots themselves).
+  void count_kv() {
+    kv_tokens = kv_active = 0;
+    for (const Slot& s : slots) {
+      kv_tokens += static_cast<int64_t>(s.tokens.size());
+      if (s.job) kv_active += static_cast<int64_t>(s.tokens.size());
+    }
+  }
 
   bool is_stopping() {
     std::lock_guard<std::mutex> lock(mutex);
@@ -140,8 +150,7 @@ struct Engine::Impl {
       }
       ++totals.requests_done;
       --running;
-      kv_tokens = 0;
-      for (const Slot& s : slots) kv_tokens += static_cast<int64_t>(s.tokens.size());
+      count_kv();
     }
     if (result)
       job->result.set_value(std::move(*result));
@@ -232,6 +241,8 @@ struct Engine::Impl {
         advance(s, logits.data() + static_cast<int64_t>(i) * V, V);
       }
     }
+    std::lock_guard<std::mutex> lock(mutex);
+    count_kv();
   }
 
   void run() {
@@ -321,6 +332,7 @@ EngineStats Engine::stats() const {
   s.busy = impl_->running > 0;
   s.kv_capacity = static_cast<int64_t>(impl_->slots.size()) * impl_->contexts[0]->n_ctx();
   s.kv_tokens = impl_->kv_tokens;
+  s.kv_active_tokens = impl_->kv_active;
   return s;
 }
 

@@ -90,7 +90,7 @@ def rss_kib(pid):
 def main():
     model = serve_harness.test_model(sys.argv[2])
     check_rss = "--rss" in sys.argv[3:]
-    with serve_harness.Server(sys.argv[1], model, "-c", "512", "-np", "2", "--max-queue", "16") as server:
+    with serve_harness.Server(sys.argv[1], model, "-c", "512", "-np", "4", "--max-queue", "16") as server:
         port = server.port
         rss = []
         for n in (1, 2):
@@ -106,6 +106,9 @@ def main():
                     break
                 time.sleep(0.1)
             assert m["slm_requests_running"] == 0 and m["slm_queue_length"] == 0, m
+            # No slot is left holding a request's positions (the idle slots'
+            # prompt caches stay: slm_kv_cache_tokens).
+            assert m["slm_kv_cache_active_tokens"] == 0, m
             rss.append(rss_kib(server.pid))
             print(f"round {n}: {counts['answered']} answered, {counts['refused']} refused (503); "
                   f"{m['slm_requests_total']:.0f} requests so far; server RSS {rss[-1] / 1024:.1f} MiB")

@@ -122,6 +122,7 @@ GenerateParams generation(const json& body, const GenerateParams& defaults, int6
   p.max_tokens = default_max_tokens;
   for (const char* key : {"max_tokens", "max_completion_tokens"})
     if (auto v = integer(body, key, 1, int64_t{1} << 40)) p.max_tokens = *v;
+  p.ignore_eos = boolean(body, "ignore_eos", defaults.ignore_eos);  // llama-server's name
   if (auto n = integer(body, "n", 1, 1000); n && *n != 1) throw bad("n", "'n' must be 1: slm returns one choice");
   if (body.contains("stop") && !body["stop"].is_null()) {
     const json& v = body["stop"];
@@ -378,6 +379,8 @@ class Server {
     metric("requests_running", "gauge", "Requests being answered", s.running);
     metric("kv_cache_tokens", "gauge", "Positions held in the slots' KV caches (kept for prefix reuse)",
            static_cast<double>(s.kv_tokens));
+    metric("kv_cache_active_tokens", "gauge", "Positions held by the slots answering a request",
+           static_cast<double>(s.kv_active_tokens));
     metric("kv_cache_capacity_tokens", "gauge", "Positions the slots' KV caches can hold",
            static_cast<double>(s.kv_capacity));
     res.set_content(out, "text/plain; version=0.0.4");
