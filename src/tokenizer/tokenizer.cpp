@@ -238,8 +238,12 @@ std::string StreamingDetokenizer::push(TokenId id) {
   if (piece.empty()) return {};
   std::string text = utf8_.push(piece);
   if (tokenizer_.is_valid(id) && tokenizer_.token_type(id) == TokenType::kByte) unescape_spaces(text);
-  if (first_ && tokenizer_.add_space_prefix() && !text.empty() && text.front() == ' ') text.erase(0, 1);
-  if (!text.empty()) first_ = false;
+  // As decode(): the first piece loses its leading space, even when that
+  // leaves nothing (a lone "▁" token), and only the first.
+  if (!text.empty()) {
+    if (first_ && tokenizer_.add_space_prefix() && text.front() == ' ') text.erase(0, 1);
+    first_ = false;
+  }
   return text;
 }
 

@@ -4,7 +4,8 @@
 // pre-tokenizers). The first input byte picks the vocabulary and the flags.
 // Checked: no crash or sanitizer report, every id in the vocabulary, the
 // streaming detokenizer agrees with decode(), and byte-level BPE is
-// lossless on valid UTF-8 (decode(encode(text)) == text).
+// lossless on valid UTF-8 without control characters (decode(encode(text))
+// == text).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -49,7 +50,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (slm::text::TokenId id : ids) streamed += stream.push(id);
   streamed += stream.flush();
   if (slm::text::is_valid_utf8(decoded) && streamed != decoded) std::abort();
-  if (tok.byte_level() && !add_special && !parse_special && slm::text::is_valid_utf8(text) && decoded != text)
+  // Lossless where every byte has a token: some vocabularies (falcon's)
+  // have none for most ASCII control characters, which then drop out as
+  // they do in the reference tokenizer.
+  const bool plain = std::none_of(text.begin(), text.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t';
+  });
+  if (tok.byte_level() && !add_special && !parse_special && plain && slm::text::is_valid_utf8(text) && decoded != text)
     std::abort();
   return 0;
 }
