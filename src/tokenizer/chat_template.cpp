@@ -153,6 +153,9 @@ std::string ChatTemplate::render(const std::vector<ChatMessage>& messages, bool 
       // The official template refuses a system role; slm prepends the system
       // text to the first user turn (documented departure).
       out = "<bos>";
+      if (turns.empty() && !system.empty()) {  // a system text alone still reaches the model, as a user turn
+        out += "<start_of_turn>user\n" + trim(system) + "<end_of_turn>\n";
+      }
       for (size_t i = 0; i < turns.size(); ++i) {
         const ChatMessage& m = turns[i];
         if ((m.role == "user") != (i % 2 == 0)) {

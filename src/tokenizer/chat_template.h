@@ -7,7 +7,7 @@
 // (see docs/chat-templates.md):
 //  - Gemma's template raises an error on a system message; slm puts the
 //    system text at the start of the first user turn, separated by a blank
-//    line.
+//    line (with no user turn, the system text is the user turn).
 //  - Phi-3's template silently drops system messages; slm renders them as a
 //    <|system|> turn, as Phi-3.5 does (and as llama.cpp and Ollama do).
 #pragma once
