@@ -23,6 +23,20 @@ def test_model(testdata_arg):
     return model
 
 
+def real_model():
+    """SmolLM2-135M-Instruct from slm's model folder ($SLM_MODELS, default
+    ~/.cache/slm/models; tools/fetch-models puts it there): None when it is
+    absent, a failure when SLM_MODELS_REQUIRED says it must be there."""
+    folder = os.environ.get("SLM_MODELS") or os.path.expanduser("~/.cache/slm/models")
+    model = os.path.join(folder, "SmolLM2-135M-Instruct.Q4_1.gguf")
+    if not os.path.exists(model):
+        if os.environ.get("SLM_MODELS_REQUIRED"):
+            sys.exit(f"real model missing: {model} (tools/fetch-models)")
+        print(f"note: no real model at {model}; the real-model half is left out (tools/fetch-models)")
+        return None
+    return model
+
+
 class Server:
     """`slm serve MODEL --port 0 ARGS...` for a `with` block: .port is where
     it listens, .pid its process; leaving the block sends SIGTERM and
