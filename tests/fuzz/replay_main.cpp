@@ -15,6 +15,10 @@ int main(int argc, char** argv) {
   int inputs = 0;
   for (int i = 1; i < argc; ++i) {
     std::vector<std::filesystem::path> files;
+    if (!std::filesystem::exists(argv[i])) {  // a corpus that is not there must not pass as empty
+      std::fprintf(stderr, "%s: no such file or folder\n", argv[i]);
+      return 1;
+    }
     if (std::filesystem::is_directory(argv[i])) {
       for (const auto& e : std::filesystem::recursive_directory_iterator(argv[i]))
         if (e.is_regular_file()) files.push_back(e.path());
@@ -29,5 +33,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("%d inputs ran without a failure\n", inputs);
+  if (inputs == 0) std::fprintf(stderr, "no inputs: an empty corpus tests nothing\n");
   return inputs > 0 ? 0 : 1;
 }
