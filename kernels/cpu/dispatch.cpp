@@ -182,8 +182,8 @@ void dequantize_row(DType type, const void* src, float* out, int64_t n) { ref::d
 bool can_quantize(DType type) {
   switch (type) {
     case DType::F32: case DType::F16: case DType::BF16: case DType::Q4_0: case DType::Q4_1:
-    case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q4_K: case DType::Q5_K:
-    case DType::Q6_K:
+    case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::Q2_K: case DType::Q3_K:
+    case DType::Q4_K: case DType::Q5_K: case DType::Q6_K:
       return true;
     default: return false;
   }
@@ -308,6 +308,8 @@ void quantize_row(DType type, const float* x, void* out, int64_t n) {
     case DType::Q5_0: return ref::quantize_row_q5_0(x, out, n);
     case DType::Q5_1: return ref::quantize_row_q5_1(x, out, n);
     case DType::Q8_0: return ref::quantize_row_q8_0(x, out, n);
+    case DType::Q2_K: return ref::quantize_row_q2_k(x, out, n);
+    case DType::Q3_K: return ref::quantize_row_q3_k(x, out, n);
     case DType::Q4_K: return ref::quantize_row_q4_k(x, out, n);
     case DType::Q5_K: return ref::quantize_row_q5_k(x, out, n);
     case DType::Q6_K: return ref::quantize_row_q6_k(x, out, n);

@@ -51,6 +51,42 @@ TEST(KernelData, DequantizerIsBitExactAgainstIndependentOne) {
     EXPECT_TRUE(types_seen.count(t)) << t << " not in dequant.json";
 }
 
+// The quantizers against the reference engine's: each dequant.json entry
+// whose type slm writes holds the first rows of a tensor the reference
+// quantizer wrote from the F32 model of the same name (phi3-tiny-q3_k_s ->
+// phi3-tiny.gguf); quantizing those F32 rows must give the same bytes.
+TEST(KernelData, QuantizersWriteTheReferenceQuantizersBytes) {
+  SLM_REQUIRE_TESTDATA();
+  std::ifstream in(test::testdata_dir() + "/dequant.json");
+  ASSERT_TRUE(in) << "dequant.json missing";
+  const auto j = nlohmann::json::parse(in);
+  std::set<std::string> types_checked;
+  for (const auto& [key, entry] : j.items()) {
+    const auto type = dtype_from_name(entry.at("type").get<std::string>());
+    ASSERT_TRUE(type) << key;
+    if (!traits(*type).is_quantized || !can_quantize(*type)) continue;
+    // "<model>-<file type>:<tensor>" -> models/<model>.gguf, tensor.
+    const std::string stem = key.substr(0, key.find(':')), tensor = key.substr(key.find(':') + 1);
+    const std::string source = test::testdata_dir() + "/models/" + stem.substr(0, stem.rfind('-')) + ".gguf";
+    gguf::GgufFile f32_model(source);
+    const gguf::TensorInfo* t = f32_model.find_tensor(tensor);
+    ASSERT_NE(t, nullptr) << source << " has no " << tensor;
+    ASSERT_EQ(t->type, DType::F32) << source;
+    const int64_t ne0 = entry.at("ne0"), rows = entry.at("rows");
+    ASSERT_EQ(t->ne[0], ne0) << key;
+    const auto want = from_hex(entry.at("raw_hex"));
+    std::vector<uint8_t> got(want.size());
+    const size_t row = row_bytes(*type, ne0);
+    const auto* x = reinterpret_cast<const float*>(f32_model.tensor_data(*t));
+    for (int64_t r = 0; r < rows; ++r) quantize_row(*type, x + r * ne0, got.data() + r * row, ne0);
+    for (size_t i = 0; i < got.size(); ++i)
+      ASSERT_EQ(static_cast<int>(got[i]), static_cast<int>(want[i])) << key << " byte " << i << " of " << got.size();
+    types_checked.insert(entry.at("type").get<std::string>());
+  }
+  for (const char* t : {"Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"})
+    EXPECT_TRUE(types_checked.count(t)) << t << " was not checked";
+}
+
 TEST(KernelData, EveryTestdataTensorThroughEveryPath) {
   SLM_REQUIRE_TESTDATA();
   const auto files = test::model_files();

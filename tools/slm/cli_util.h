@@ -67,8 +67,11 @@ inline std::string short_type_name(std::string_view name) {
   return std::string(name);
 }
 
-// Thrown when Ctrl-C stopped a command: main() exits with status 130.
-struct Interrupted {};
+// Thrown to stop a command on a signal; main exits 128 + signal (130 for
+// Ctrl-C), as a shell reports it.
+struct Interrupted {
+  int signal = 2;  // SIGINT
+};
 
 
 // The known flag closest to the unknown one a parse error names (edit

@@ -330,16 +330,60 @@ uint32_t synth_file_type(DType type) {
   }
 }
 
+// The type a tensor gets in a synth file of `type`: 1-D tensors stay f32, as
+// converted models keep them; a row that does not fit the type's block
+// falls back to f16.
+DType tensor_type(const TensorSpec& spec, DType type) {
+  if (spec.ne.size() == 1) return DType::F32;
+  if (spec.ne[0] % static_cast<int64_t>(traits(type).block_size) != 0) return DType::F16;
+  return type;
+}
+
+uint64_t n_elements(const TensorSpec& spec) {
+  uint64_t n = 1;
+  for (int64_t d : spec.ne) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+// One line per preset: its parameter count and the bytes of its weights in
+// the common types (the vocabulary and metadata add a few hundred KiB).
+void list_presets(const fs::path& dir) {
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir))
+    if (entry.path().extension() == ".json") files.push_back(entry.path());
+  std::sort(files.begin(), files.end());
+  const DType types[] = {DType::F16, DType::Q8_0, DType::Q6_K, DType::Q4_K, DType::Q4_0};
+  fmt::print("{:<16} {:<7} {:>9}", "preset", "arch", "params");
+  for (DType t : types) fmt::print(" {:>10}", dtype_name(t));
+  fmt::print("\n");
+  auto human = [](double v, const char* const units[], double step) {
+    int u = 0;
+    while (v >= step * 0.9995 && units[u + 1] != nullptr) v /= step, ++u;  // 999.7 M prints as 1.00 B
+    return fmt::format("{:.{}f} {}", v, v < 10 ? 2 : v < 100 ? 1 : 0, units[u]);
+  };
+  static const char* const kCount[] = {"", "K", "M", "B", nullptr};
+  static const char* const kBytes[] = {"B", "KiB", "MiB", "GiB", nullptr};
+  for (const fs::path& f : files) {
+    const Preset p = parse_preset(f);
+    const auto table = tensor_table(p);
+    uint64_t params = 0;
+    for (const TensorSpec& spec : table) params += n_elements(spec);
+    fmt::print("{:<16} {:<7} {:>9}", f.stem().string(), p.arch, human(static_cast<double>(params), kCount, 1000));
+    for (DType t : types) {
+      uint64_t bytes = 0;
+      for (const TensorSpec& spec : table)
+        bytes += row_bytes(tensor_type(spec, t), static_cast<uint64_t>(spec.ne[0])) * (n_elements(spec) / static_cast<uint64_t>(spec.ne[0]));
+      fmt::print(" {:>10}", human(static_cast<double>(bytes), kBytes, 1024));
+    }
+    fmt::print("\n");
+  }
+}
+
 int run_synth(const SynthOptions& o) {
   if (o.list) {
     for (const fs::path& dir : preset_dirs(o.presets_dir)) {
       if (!fs::is_directory(dir)) continue;
-      std::vector<std::string> names;
-      for (const auto& entry : fs::directory_iterator(dir)) {
-        if (entry.path().extension() == ".json") names.push_back(entry.path().stem().string());
-      }
-      std::sort(names.begin(), names.end());
-      for (const std::string& n : names) fmt::print("{}\n", n);
+      list_presets(dir);
       return 0;
     }
     throw Error("no presets directory found");
@@ -358,10 +402,7 @@ int run_synth(const SynthOptions& o) {
   add_vocab(w, p);
   uint64_t seed = o.seed;
   for (const TensorSpec& spec : tensor_table(p)) {
-    // Norms and other 1-D tensors stay f32, as converted models keep them; a
-    // row that does not fit the type's block falls back to f16.
-    DType type = spec.ne.size() == 1 ? DType::F32 : *dtype;
-    if (spec.ne[0] % static_cast<int64_t>(traits(type).block_size) != 0) type = DType::F16;
+    const DType type = tensor_type(spec, *dtype);
     const int64_t cols = spec.ne[0];
     int64_t rows = 1;
     for (size_t i = 1; i < spec.ne.size(); ++i) rows *= spec.ne[i];
@@ -396,7 +437,7 @@ Command add_synth(CLI::App& app) {
   sub->add_option("--type", opts->type, "Weight type of 2-D tensors: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_k, q5_k, q6_k")->capture_default_str();
   sub->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
   sub->add_option("--presets-dir", opts->presets_dir, "Read presets from this directory");
-  sub->add_flag("--list", opts->list, "List the available presets");
+  sub->add_flag("--list", opts->list, "List the available presets with their parameter counts and weight sizes per type");
   sub->add_option("out", opts->out, "Output GGUF path");
   return [opts]() { return run_synth(*opts); };
 }

@@ -100,9 +100,9 @@ int main(int argc, char** argv) {
     for (auto& [sub, run] : commands) {
       if (sub->parsed()) return run();
     }
-  } catch (const slm::cli::Interrupted&) {
+  } catch (const slm::cli::Interrupted& e) {
     std::fflush(stdout);
-    return 130;  // stopped by SIGINT, as a shell reports it
+    return 128 + e.signal;  // stopped by a signal (130: SIGINT), as a shell reports it
   } catch (const slm::cli::UsageError& e) {
     std::fflush(stdout);
     print_error(fmt::format("slm: error: {}\n", e.what()));

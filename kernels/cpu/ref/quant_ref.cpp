@@ -208,10 +208,13 @@ void quantize_q8_block(const float* x, int8_t* q, float* d_out) {
 // x ≈ scale * L - offset, offset >= 0 (the minimum is never above zero, so
 // zero stays representable). Each candidate inverse scale assigns levels;
 // the weighted least-squares (scale, min) for those levels is solved in
-// closed form, and the candidate with the smallest weighted squared error
-// wins. Returns the scale; *offset receives -min.
+// closed form, and the candidate with the smallest weighted error wins —
+// squared, or absolute (Q2_K: with four levels a few outliers would
+// otherwise pull the scale). Returns the scale; *offset receives -min.
+enum class FitError { squared, absolute };
 float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* levels, float* offset,
-                    float rmin, float rdelta, int nstep) {
+                    float rmin, float rdelta, int nstep, FitError norm = FitError::squared) {
+  auto penalty = [norm](float diff) { return norm == FitError::absolute ? std::fabs(diff) : diff * diff; };
   float min = *std::min_element(x, x + n);
   const float max = *std::max_element(x, x + n);
   if (min > 0) min = 0;
@@ -231,8 +234,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* le
   for (int i = 0; i < n; ++i) {
     const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
     levels[i] = static_cast<uint8_t>(l);
-    const float diff = scale * static_cast<float>(l) + min - x[i];
-    best_err += w[i] * diff * diff;
+    best_err += w[i] * penalty(scale * static_cast<float>(l) + min - x[i]);
   }
   uint8_t trial[kQK_K];
   for (int step = 0; step <= nstep; ++step) {
@@ -255,8 +257,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* le
     }
     float err = 0;
     for (int i = 0; i < n; ++i) {
-      const float diff = this_scale * static_cast<float>(trial[i]) + this_min - x[i];
-      err += w[i] * diff * diff;
+      err += w[i] * penalty(this_scale * static_cast<float>(trial[i]) + this_min - x[i]);
     }
     if (err < best_err) {
       std::copy(trial, trial + n, levels);
@@ -291,6 +292,51 @@ float fit_symmetric(int n, int nmax, const float* x) {
     }
   }
   return best_scale;
+}
+
+// Symmetric fit to levels -nmax..nmax-1 weighted by x^2, refined level by
+// level (Q3_K, whose 8 levels make each one count): start from the levels of
+// nmax / max, then move single levels to where the least-squares scale of the
+// others puts them while that lowers the error, up to 5 sweeps. levels
+// receives l + nmax (0..2*nmax-1). Returns the (signed) scale.
+float fit_symmetric_refined(int n, int nmax, const float* x, uint8_t* levels) {
+  const float max = signed_max(x, n);
+  if (std::fabs(max) < 1e-15f) {  // all (near) zero: any level gives 0 with scale 0
+    std::fill(levels, levels + n, 0);
+    return 0.0f;
+  }
+  const float iscale = -static_cast<float>(nmax) / max;
+  int l[kQK_K];
+  float sum_lx = 0, sum_l2 = 0;
+  for (int i = 0; i < n; ++i) {
+    l[i] = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+    const float w = x[i] * x[i];
+    sum_lx += w * x[i] * static_cast<float>(l[i]);
+    sum_l2 += w * static_cast<float>(l[i] * l[i]);
+  }
+  for (int sweep = 0; sweep < 5; ++sweep) {
+    int changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      float slx = sum_lx - w * x[i] * static_cast<float>(l[i]);
+      if (slx <= 0) continue;
+      float sl2 = sum_l2 - w * static_cast<float>(l[i] * l[i]);
+      const int moved = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+      if (moved == l[i]) continue;
+      slx += w * x[i] * static_cast<float>(moved);
+      sl2 += w * static_cast<float>(moved * moved);
+      // The error falls by sum_lx^2 / sum_l2: keep the move if that grows.
+      if (sl2 > 0 && slx * slx * sum_l2 > sum_lx * sum_lx * sl2) {
+        l[i] = moved;
+        sum_lx = slx;
+        sum_l2 = sl2;
+        ++changed;
+      }
+    }
+    if (changed == 0) break;
+  }
+  for (int i = 0; i < n; ++i) levels[i] = static_cast<uint8_t>(l[i] + nmax);
+  return sum_lx / sum_l2;
 }
 
 // Packs eight 6-bit scales and mins the way unpack_scale_min_k4 reads them.
@@ -493,6 +539,105 @@ void quantize_row_q5_1(const float* x, void* out, int64_t n) {
       qh |= static_cast<uint32_t>(hi >> 4) << (j + 16);
     }
     std::memcpy(b[i].qh, &qh, 4);
+  }
+}
+
+// Four 2-bit levels of 16 elements: byte j of each 32-byte half holds
+// element j of four 32-element groups, lowest bits first.
+void pack_2bit_levels(const uint8_t* levels, uint8_t* qs) {
+  for (int half = 0; half < 2; ++half)
+    for (int l = 0; l < 32; ++l) {
+      const uint8_t* lv = levels + 128 * half + l;
+      qs[32 * half + l] = static_cast<uint8_t>(lv[0] | (lv[32] << 2) | (lv[64] << 4) | (lv[96] << 6));
+    }
+}
+
+void quantize_row_q2_k(const float* x, void* out, int64_t n) {
+  check_multiple(n, kQK_K, "Q2_K");
+  auto* b = static_cast<BlockQ2_K*>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float* xb = x + i * kQK_K;
+    uint8_t levels[kQK_K];
+    float scales[16], mins[16], weights[16];
+    float max_scale = 0, max_min = 0;
+    for (int s = 0; s < 16; ++s) {
+      for (int l = 0; l < 16; ++l) weights[l] = std::fabs(xb[16 * s + l]);
+      scales[s] = fit_scale_min(16, 3, xb + 16 * s, weights, levels + 16 * s, &mins[s], -0.5f, 0.1f, 15,
+                                FitError::absolute);
+      max_scale = std::max(max_scale, scales[s]);
+      max_min = std::max(max_min, mins[s]);
+    }
+    // 4-bit sub-block scales (low nibble) and mins (high nibble) against the
+    // super-block's f16 d and dmin.
+    std::memset(b[i].scales, 0, sizeof b[i].scales);
+    b[i].d = b[i].dmin = 0;
+    if (max_scale > 0) {
+      const float iscale = 15.0f / max_scale;
+      for (int s = 0; s < 16; ++s) b[i].scales[s] = static_cast<uint8_t>(nearest_int(iscale * scales[s]));
+      b[i].d = f32_to_f16(max_scale / 15.0f);
+    }
+    if (max_min > 0) {
+      const float iscale = 15.0f / max_min;
+      for (int s = 0; s < 16; ++s) b[i].scales[s] |= static_cast<uint8_t>(nearest_int(iscale * mins[s]) << 4);
+      b[i].dmin = f32_to_f16(max_min / 15.0f);
+    }
+    for (int s = 0; s < 16; ++s) {
+      const float d = f16_to_f32(b[i].d) * static_cast<float>(b[i].scales[s] & 0xF);
+      if (d == 0.0f) continue;  // keep the fitted levels
+      const float dm = f16_to_f32(b[i].dmin) * static_cast<float>(b[i].scales[s] >> 4);
+      for (int l = 0; l < 16; ++l)
+        levels[16 * s + l] = static_cast<uint8_t>(std::clamp(nearest_int((xb[16 * s + l] + dm) / d), 0, 3));
+    }
+    pack_2bit_levels(levels, b[i].qs);
+  }
+}
+
+void quantize_row_q3_k(const float* x, void* out, int64_t n) {
+  check_multiple(n, kQK_K, "Q3_K");
+  auto* b = static_cast<BlockQ3_K*>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i) {
+    const float* xb = x + i * kQK_K;
+    uint8_t levels[kQK_K];
+    float scales[16];
+    float max_scale = 0, max_abs_scale = 0;
+    for (int s = 0; s < 16; ++s) {
+      scales[s] = fit_symmetric_refined(16, 4, xb + 16 * s, levels + 16 * s);
+      if (std::fabs(scales[s]) > max_abs_scale) {
+        max_abs_scale = std::fabs(scales[s]);
+        max_scale = scales[s];
+      }
+    }
+    // 6-bit signed sub-block scales, stored + 32: low nibbles in scales[0..7]
+    // (two per byte), the top two bits four to a byte in scales[8..11].
+    std::memset(b[i].scales, 0, sizeof b[i].scales);
+    b[i].d = 0;
+    if (max_scale != 0.0f) {
+      const float iscale = -32.0f / max_scale;
+      for (int s = 0; s < 16; ++s) {
+        const int l = std::clamp(nearest_int(iscale * scales[s]), -32, 31) + 32;
+        if (s < 8) b[i].scales[s] = static_cast<uint8_t>(l & 0xF);
+        else b[i].scales[s - 8] |= static_cast<uint8_t>((l & 0xF) << 4);
+        b[i].scales[8 + s % 4] |= static_cast<uint8_t>((l >> 4) << (2 * (s / 4)));
+      }
+      b[i].d = f32_to_f16(1.0f / iscale);
+    }
+    int8_t sc[16];
+    unpack_scales_q3_k(b[i].scales, sc);
+    for (int s = 0; s < 16; ++s) {
+      const float d = f16_to_f32(b[i].d) * static_cast<float>(sc[s]);
+      if (d == 0.0f) continue;  // keep the fitted levels
+      for (int l = 0; l < 16; ++l)
+        levels[16 * s + l] = static_cast<uint8_t>(std::clamp(nearest_int(xb[16 * s + l] / d), -4, 3) + 4);
+    }
+    // The third bit: element j's in bit j / 32 of hmask[j % 32].
+    std::memset(b[i].hmask, 0, sizeof b[i].hmask);
+    for (int j = 0; j < kQK_K; ++j) {
+      if (levels[j] > 3) {
+        b[i].hmask[j % 32] |= static_cast<uint8_t>(1 << (j / 32));
+        levels[j] -= 4;
+      }
+    }
+    pack_2bit_levels(levels, b[i].qs);
   }
 }
 
