@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -12,6 +13,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "core/fp16.h"
+#include "cpu/kernels.h"
 #include "gguf/gguf_reader.h"
 #include "model/forward.h"
 #include "slm/slm.h"
@@ -160,6 +163,169 @@ TEST(CliQuantize, RefusalsAndErrors) {
   r = test::run_command(bin + q(f32) + " " + q(test::temp_path("y.gguf")) + " q3_xs 2>&1");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("unknown quantization type 'q3_xs'"), std::string::npos) << r.output;
+}
+
+// A llama-shaped F32 model with `layers` layers written by slm synth from a
+// preset in a temporary folder: enough layers for every mix rule to show.
+std::string synth_llama(const std::string& name, int layers, int head_count_kv, int embd = 256, int ff = 256,
+                        int vocab = 512, const std::string& type = "f32") {
+  const std::string dir = test::temp_path("presets-" + name);
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/" + name + ".json")
+      << R"({"name": ")" << name << R"(", "architecture": "llama", "context_length": 512, "embedding_length": )" << embd
+      << R"(, "feed_forward_length": )" << ff << R"(, "block_count": )" << layers
+      << R"(, "head_count": 8, "head_count_kv": )" << head_count_kv
+      << R"(, "rope_dimension_count": 32, "rope_freq_base": 10000.0, "layer_norm_rms_epsilon": 1e-05, "vocab_size": )"
+      << vocab << "}";
+  const std::string out = test::temp_path(name + ".gguf");
+  const auto r = test::run_command(test::slm_binary() + " synth --presets-dir " + q(dir) + " --preset " + name +
+                                       " --type " + type + " " + q(out), true);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  return out;
+}
+
+// The reference quantizer's mixes, written out per layer for a 32-layer
+// model: which type each weight gets (llama-quantize's rules for llama-family
+// models; docs/quantize.md).
+TEST(CliQuantize, EveryMixGivesEachTensorItsType) {
+  const int n = 32;
+  const std::string gqa4 = synth_llama("mix-gqa4", n, 2), gqa1 = synth_llama("mix-gqa1", n, 8);
+  using D = DType;
+  // The layers the _m mixes give more bits: the first and last eighth, and
+  // every third layer between (layer 6, 9, ..., 27 for 32 layers).
+  auto more_bits = [](int l) { return l < 4 || l >= 28 || (l - 4) % 3 == 2; };
+  struct Expect {
+    std::string type, file;
+    int file_type;
+    D base, output;
+    std::function<D(int)> attn_v, attn_output, ffn_down;
+  };
+  const std::vector<Expect> cases = {
+      {"q2_k", gqa4, 10, D::Q2_K, D::Q6_K, [](int) { return D::Q4_K; }, [](int) { return D::Q3_K; },
+       [](int) { return D::Q3_K; }},
+      {"q2_k", gqa1, 10, D::Q2_K, D::Q6_K, [](int) { return D::Q3_K; }, [](int) { return D::Q3_K; },
+       [](int) { return D::Q3_K; }},
+      {"q3_k_s", gqa4, 11, D::Q3_K, D::Q6_K, [](int) { return D::Q3_K; }, [](int) { return D::Q3_K; },
+       [](int) { return D::Q3_K; }},
+      {"q3_k_m", gqa4, 12, D::Q3_K, D::Q6_K, [](int l) { return l < 2 ? D::Q5_K : D::Q4_K; },
+       [](int) { return D::Q4_K; }, [](int l) { return l < 2 ? D::Q5_K : D::Q4_K; }},
+      {"q3_k", gqa4, 12, D::Q3_K, D::Q6_K, [](int l) { return l < 2 ? D::Q5_K : D::Q4_K; },
+       [](int) { return D::Q4_K; }, [](int l) { return l < 2 ? D::Q5_K : D::Q4_K; }},
+      {"q3_k_l", gqa4, 13, D::Q3_K, D::Q6_K, [](int) { return D::Q5_K; }, [](int) { return D::Q5_K; },
+       [](int) { return D::Q5_K; }},
+      {"q4_k_s", gqa4, 14, D::Q4_K, D::Q6_K, [](int l) { return l < 4 ? D::Q5_K : D::Q4_K; },
+       [](int) { return D::Q4_K; }, [](int l) { return l < 4 ? D::Q5_K : D::Q4_K; }},
+      {"q4_k", gqa4, 15, D::Q4_K, D::Q6_K, [&](int l) { return more_bits(l) ? D::Q6_K : D::Q4_K; },
+       [](int) { return D::Q4_K; }, [&](int l) { return more_bits(l) ? D::Q6_K : D::Q4_K; }},
+      {"q5_k_s", gqa4, 16, D::Q5_K, D::Q6_K, [](int) { return D::Q5_K; }, [](int) { return D::Q5_K; },
+       [](int) { return D::Q5_K; }},
+      {"q5_k", gqa4, 17, D::Q5_K, D::Q6_K, [&](int l) { return more_bits(l) ? D::Q6_K : D::Q5_K; },
+       [](int) { return D::Q5_K; }, [&](int l) { return more_bits(l) ? D::Q6_K : D::Q5_K; }},
+  };
+  for (const Expect& e : cases) {
+    SCOPED_TRACE(e.type + " from " + e.file);
+    const std::string out = test::temp_path("mix-" + e.type + ".gguf");
+    const auto r = test::run_command(test::slm_binary() + " quantize " + q(e.file) + " " + q(out) + " " + e.type, true);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const gguf::GgufFile f(out);
+    EXPECT_EQ(f.get_int("general.file_type"), e.file_type);
+    for (const auto& t : f.tensors()) {
+      const std::string& name = t.name;
+      auto has = [&](const char* suffix) { return name.find(suffix) != std::string::npos; };
+      const int layer = name.rfind("blk.", 0) == 0 ? std::atoi(name.c_str() + 4) : -1;
+      D want = e.base;
+      if (t.ne.size() < 2) want = D::F32;
+      else if (name == "output.weight") want = e.output;
+      else if (has(".attn_v.")) want = e.attn_v(layer);
+      else if (has(".attn_output.")) want = e.attn_output(layer);
+      else if (has(".ffn_down.")) want = e.ffn_down(layer);
+      EXPECT_EQ(dtype_name(t.type), dtype_name(want)) << name;
+    }
+  }
+  // --pure: every 2-D tensor in the base type, the output too.
+  const std::string out = test::temp_path("mix-pure.gguf");
+  const auto r = test::run_command(test::slm_binary() + " quantize --pure " + q(gqa4) + " " + q(out) + " q4_k_m", true);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const gguf::GgufFile pure(out);
+  for (const auto& t : pure.tensors())
+    EXPECT_EQ(dtype_name(t.type), dtype_name(t.ne.size() < 2 ? D::F32 : D::Q4_K)) << t.name;
+}
+
+// Fewer bits, more error: each new mix against the F32 model's logits.
+TEST(CliQuantize, LowBitMixesOrderByError) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string dir = test::testdata_dir() + "/models/";
+  for (const std::string stem : {"phi3-tiny", "llama-tiny"}) {
+    const Ref f32 = load_ref(stem);
+    std::map<std::string, double> errors;
+    for (const std::string type : {"q2_k", "q3_k_s", "q3_k_l", "q4_k_s", "q5_k_s", "q6_k"}) {
+      const std::string out = test::temp_path(stem + "-" + type + ".gguf");
+      const auto r = test::run_command(test::slm_binary() + " quantize " + q(dir + stem + ".gguf") + " " + q(out) + " " + type, true);
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      errors[type] = error_vs_f32(out, f32);
+      RecordProperty(stem + "_" + type, std::to_string(errors[type]));
+    }
+    EXPECT_GT(errors["q2_k"], errors["q3_k_s"]) << stem;
+    EXPECT_GT(errors["q3_k_s"], errors["q4_k_s"]) << stem;
+    EXPECT_GT(errors["q3_k_l"], errors["q5_k_s"]) << stem;
+    EXPECT_GT(errors["q4_k_s"], errors["q5_k_s"]) << stem;
+    EXPECT_GT(errors["q5_k_s"], errors["q6_k"]) << stem;
+  }
+}
+
+TEST(CliQuantize, FloatOutputFromAQuantizedInputWarns) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string q4 = test::testdata_dir() + "/models/llama-tiny-q4_0.gguf";
+  for (const std::string type : {"f16", "bf16", "f32"}) {
+    const std::string out = test::temp_path("widened-" + type + ".gguf");
+    const auto r = test::run_command(test::slm_binary() + " quantize " + q(q4) + " " + q(out) + " " + type, true);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("warning: "), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("is quantized"), std::string::npos) << r.output;
+    const gguf::GgufFile a(q4), b(out);
+    const auto* ta = a.find_tensor("blk.0.attn_q.weight");
+    const auto* tb = b.find_tensor("blk.0.attn_q.weight");
+    ASSERT_TRUE(ta && tb);
+    std::vector<float> wa(static_cast<size_t>(ta->ne[0])), wb(wa.size());
+    kernels::dequantize_row(ta->type, a.tensor_data(*ta), wa.data(), ta->ne[0]);
+    kernels::dequantize_row(tb->type, b.tensor_data(*tb), wb.data(), tb->ne[0]);
+    // The widened weights are the quantized ones, rounded to the output type.
+    for (size_t i = 0; i < wa.size(); ++i) {
+      const float want = type == "f32" ? wa[i] : type == "f16" ? f16_to_f32(f32_to_f16(wa[i])) : bf16_to_f32(f32_to_bf16(wa[i]));
+      ASSERT_EQ(wb[i], want) << type << " " << i;
+    }
+  }
+}
+
+// Ctrl-C, SIGTERM or SIGHUP part-way: exit 128 + signal, no output and no
+// temporary file left.
+TEST(CliQuantize, SignalsLeaveNoPartialFile) {
+  // Big enough that quantizing to q2_k takes seconds on any machine.
+  const std::string in = synth_llama("signal-in", 4, 8, 512, 2048, 32000, "f16");
+  for (const auto& [sig, name] : std::vector<std::pair<int, std::string>>{{2, "INT"}, {15, "TERM"}, {1, "HUP"}}) {
+    const std::string out = test::temp_path("signalled-" + name + ".gguf");
+    // Wait for the temporary file (the header is written, tensors are being
+    // converted), then send the signal.
+    const std::string cmd = test::slm_binary() + " quantize -t 1 " + q(in) + " " + q(out) + " q2_k 2>/dev/null & pid=$!; " +
+                            "for i in $(seq 1 400); do [ -e " + q(out + ".tmp") + " ] && break; sleep 0.01; done; " +
+                            "sleep 0.2; kill -" + name + " $pid; wait $pid; echo $?";
+    const auto r = test::run_command(cmd);
+    EXPECT_EQ(std::atoi(r.output.c_str()), 128 + sig) << name << ": " << r.output;
+    EXPECT_FALSE(std::filesystem::exists(out)) << name;
+    EXPECT_FALSE(std::filesystem::exists(out + ".tmp")) << name;
+  }
+}
+
+// On a terminal the progress line shows tensors/s and the time left.
+TEST(CliQuantize, ProgressShowsRateAndTimeLeft) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string in = test::testdata_dir() + "/models/gemma-tiny.gguf", out = test::temp_path("progress.gguf");
+  // script(1) gives the command a pseudo-terminal.
+  const auto r = test::run_command("script -qec " + q(test::slm_binary() + " quantize " + in + " " + out + " q4_k_m") +
+                                   " /dev/null", true);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("tensors/s"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ETA "), std::string::npos) << r.output;
 }
 
 // Perplexity: the CLI's final estimate equals the formula computed here in

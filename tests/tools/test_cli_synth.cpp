@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -143,6 +144,26 @@ TEST(CliSynth, ListsPresets) {
   for (const char* name : {"phi3-mini-4k", "phi3-mini-128k", "phi3-medium-4k", "gemma-2b", "gemma-7b", "gemma2-2b",
                            "gemma2-9b", "llama-3.2-1b"}) {
     EXPECT_NE(r.output.find(name), std::string::npos) << name;
+  }
+  // phi3-tiny's line: its parameter count and F16 / Q8_0 weight sizes, as
+  // the files synth writes hold them.
+  const size_t at = r.output.find("\nphi3-tiny ");
+  ASSERT_NE(at, std::string::npos) << r.output;
+  const std::string line = r.output.substr(at + 1, r.output.find('\n', at + 1) - at - 1);
+  for (const std::string type : {"f16", "q8_0"}) {
+    const std::string out = test::temp_path("list-" + type + ".gguf");
+    ASSERT_EQ(test::run_command(test::slm_binary() + " synth --preset phi3-tiny --type " + type + " " + out).exit_code, 0);
+    const gguf::GgufFile f(out);
+    uint64_t params = 0, bytes = 0;
+    for (const auto& t : f.tensors()) {
+      uint64_t n = 1;
+      for (int64_t d : t.ne) n *= static_cast<uint64_t>(d);
+      params += n;
+      bytes += t.n_bytes;
+    }
+    EXPECT_NE(line.find(fmt::format(" {:.2f} M ", static_cast<double>(params) / 1e6)), std::string::npos) << line;
+    EXPECT_NE(line.find(fmt::format(" {:.2f} MiB", static_cast<double>(bytes) / (1 << 20))), std::string::npos)
+        << type << ": " << line;
   }
 }
 
