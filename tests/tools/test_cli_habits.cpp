@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "gguf/gguf_reader.h"
+#include "gguf/gguf_writer.h"
 #include "slm/slm.h"
 #include "support/testdata.h"
 
@@ -124,6 +126,65 @@ TEST(CliHabits, UsageErrorsAreOneLineWithStatus2AndAHint) {
     EXPECT_EQ(r.exit_code, 1) << r.output;
     EXPECT_NE(r.output.find("CUDA"), std::string::npos) << r.output;
   }
+}
+
+// --ignore-eos on the command line: a copy of the model whose end-of-sequence
+// id is the third greedy token stops there, and with the flag runs on to -n.
+TEST(CliHabits, IgnoreEosGeneratesPastTheEndToken) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string prompt = "The capital of";
+  std::vector<TokenId> greedy_ids;
+  {
+    auto base = Model::load(model());
+    Session s(base, {});
+    GenerateParams gp;
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 8;
+    const auto r = generate(s, prompt, gp);
+    ASSERT_EQ(r.n_generated, 8);
+    greedy_ids.assign(s.tokens().end() - 8, s.tokens().end());
+  }
+  size_t k = 2;
+  while (k < greedy_ids.size() && std::count(greedy_ids.begin(), greedy_ids.begin() + static_cast<long>(k), greedy_ids[k])) ++k;
+  ASSERT_LT(k, greedy_ids.size());
+  const std::string eos_model = test::temp_path("eos-at-" + std::to_string(k) + ".gguf");
+  {
+    const gguf::GgufFile in(model());
+    gguf::GgufWriter w;
+    for (const auto& kv : in.metadata()) w.set(kv.key, kv.value);
+    w.set("tokenizer.ggml.eos_token_id", gguf::Value::scalar<uint32_t>(static_cast<uint32_t>(greedy_ids[k])));
+    for (const auto& t : in.tensors()) w.add_tensor(t.name, t.type, t.ne, in.tensor_data(t), t.n_bytes);
+    w.write(eos_model);
+  }
+  auto generated = [&](const std::string& extra) {
+    const auto r = test::run_command(slm_run(q(eos_model) + " " + q(prompt) + " --temp 0 -n 8 --stats " + extra), true);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    const size_t at = r.output.find("generation: ");
+    EXPECT_NE(at, std::string::npos) << r.output;
+    return at == std::string::npos ? -1 : std::atoi(r.output.c_str() + at + 12);
+  };
+  EXPECT_EQ(generated(""), static_cast<int>(k));  // stops at the end token
+  EXPECT_EQ(generated("--ignore-eos"), 8);
+}
+
+// A system prompt that leaves no room in the context: refused at the start
+// (naming it), and by /set system, which then keeps the old one.
+TEST(CliHabits, ChatRefusesASystemPromptThatCannotFit) {
+  SLM_REQUIRE_TESTDATA();
+  std::string long_text;
+  for (int i = 0; i < 100; ++i) long_text += "words that fill the context ";
+  auto r = test::run_command("echo hi | " + test::slm_binary() + " chat " + q(model()) + " -c 64 --system " + q(long_text), true);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("the system prompt takes"), std::string::npos) << r.output;
+  r = test::run_command("printf '/set system %s\n/show\n/set system Be brief.\n/show\n' " + q(long_text) + " | " +
+                            test::slm_binary() + " chat " + q(model()) + " -c 64 --system Hi",
+                        true);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("the system prompt was not changed"), std::string::npos) << r.output;
+  const size_t first_show = r.output.find("\nsystem: ");
+  ASSERT_NE(first_show, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.compare(first_show, 12, "\nsystem: Hi\n"), 0) << r.output;
+  EXPECT_NE(r.output.find("\nsystem: Be brief.\n", first_show + 1), std::string::npos) << r.output;
 }
 
 TEST(CliHabits, ContextFullFullDiskAndContextWarnings) {

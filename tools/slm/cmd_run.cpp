@@ -395,17 +395,23 @@ std::string read_conversation(const std::string& path, std::vector<ChatMessage>&
   return "";
 }
 
+// Why a system prompt can never fit the context (it leaves no room for a
+// message and an answer), or "" when it can.
+std::string system_prompt_misfit(const Model& model, const std::string& system, int64_t n_ctx) {
+  if (system.empty()) return {};
+  const auto n = static_cast<int64_t>(
+      model.chat_template().tokenize(model.chat_template().render({{"system", system}, {"user", ""}})).size());
+  if (n < n_ctx) return {};
+  return fmt::format("the system prompt takes {} tokens; the context holds {} (use a larger -c)", n, n_ctx);
+}
+
 int run_chat(const ChatOptions& o, bool verbose) {
   const auto model = load_model(o);
   Session session(model, session_params(o));
   GenerateParams gp = generate_params(o);
-  if (!o.system.empty()) {  // a system prompt that can never fit is refused now, not at the first message
-    const auto n = static_cast<int64_t>(
-        model->chat_template().tokenize(model->chat_template().render({{"system", o.system}, {"user", ""}})).size());
-    if (n >= session.n_ctx())
-      throw Error(fmt::format("the system prompt takes {} tokens; the context holds {} (use a larger -c)", n,
-                              session.n_ctx()));
-  }
+  // A system prompt that can never fit is refused now, not at the first message.
+  if (const std::string misfit = system_prompt_misfit(*model, o.system, session.n_ctx()); !misfit.empty())
+    throw Error(misfit);
   install_sigint();
   // The worker threads are created now with SIGINT blocked (they inherit the
   // mask), so Ctrl-C is always delivered to this thread — where LineReader
@@ -507,7 +513,12 @@ int run_chat(const ChatOptions& o, bool verbose) {
         fmt::print("(conversation cleared)\n");
       } else if (cmd == "/set") {
         const std::string before = system;
-        fmt::print("{}\n", apply_set(args, gp.sampling, system));
+        std::string message = apply_set(args, gp.sampling, system);
+        if (const std::string misfit = system_prompt_misfit(*model, system, session.n_ctx()); !misfit.empty()) {
+          system = before;  // refused: the conversation goes on as it was
+          message = "(" + misfit + "; the system prompt was not changed)";
+        }
+        fmt::print("{}\n", message);
         if (system != before) {  // a new system prompt: a new conversation
           history.clear();
           if (!system.empty()) history.push_back({"system", system});
