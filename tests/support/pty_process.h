@@ -7,6 +7,8 @@
 #include <poll.h>
 #include <pty.h>
 #include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -79,6 +81,21 @@ class PtyProcess {
     return -1;
   }
   const std::string& output() const { return out_; }
+  pid_t pid() const { return pid_; }
+  // The terminal's window size, as a terminal emulator sets it on a resize
+  // (the program gets SIGWINCH).
+  void resize(unsigned short rows, unsigned short cols) {
+    struct winsize ws = {rows, cols, 0, 0};
+    ASSERT_EQ(ioctl(fd_, TIOCSWINSZ, &ws), 0);
+  }
+  // The line discipline's modes of the program's side of the terminal.
+  bool terminal_mode(struct termios& mode) const {
+    const int slave = open(ptsname(fd_), O_RDWR | O_NOCTTY);
+    if (slave < 0) return false;
+    const bool ok = tcgetattr(slave, &mode) == 0;
+    close(slave);
+    return ok;
+  }
 
  private:
   bool read_some(std::chrono::steady_clock::time_point deadline) {

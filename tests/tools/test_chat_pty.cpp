@@ -162,6 +162,69 @@ TEST(ChatPty, LineEditingHistoryMultiLineAndCommands) {
   EXPECT_NE(saved.find("top_k"), std::string::npos) << saved;
 }
 
+// Job control and resizes while a line is being typed: Ctrl-Z gives the
+// terminal back in its normal (canonical) mode and stops slm; after SIGCONT
+// (what `fg` sends) the editor takes the terminal again and redraws the line,
+// which can still be edited and sent; a resize leaves the editor working.
+TEST(ChatPty, CtrlZFgAndResizeKeepTheLineEditorWorking) {
+  SLM_REQUIRE_TESTDATA();
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "256", "--no-history"});
+  ASSERT_TRUE(p.started());
+  size_t at = p.wait_for("> ", 0);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  auto state = [&] {  // the process state letter in /proc/PID/stat ('T': stopped)
+    std::ifstream in("/proc/" + std::to_string(p.pid()) + "/stat");
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t paren = all.rfind(')');
+    return paren == std::string::npos || paren + 2 >= all.size() ? '?' : all[paren + 2];
+  };
+  auto wait_state = [&](bool stopped) {
+    for (int i = 0; i < 100; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(50)))
+      if ((state() == 'T') == stopped) return true;
+    return false;
+  };
+  pause();
+  p.send("/set system ab");
+  pause();
+  struct termios mode {};
+  ASSERT_TRUE(p.terminal_mode(mode));
+  EXPECT_FALSE(mode.c_lflag & ICANON) << "the line editor reads key by key";
+  const size_t before_stop = p.output().size();
+  p.send("\x1a");  // Ctrl-Z
+  ASSERT_TRUE(wait_state(true)) << "slm did not stop on Ctrl-Z";
+  ASSERT_TRUE(p.terminal_mode(mode));
+  EXPECT_TRUE(mode.c_lflag & ICANON) << "the terminal was left in the editor's mode while stopped";
+  kill(p.pid(), SIGCONT);  // fg
+  ASSERT_TRUE(wait_state(false));
+  // The line is drawn again, and the terminal is the editor's again.
+  ASSERT_NE(p.wait_for("/set system ab", before_stop, 10), std::string::npos) << p.output();
+  bool raw = false;
+  for (int i = 0; i < 40 && !raw; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(50)))
+    raw = p.terminal_mode(mode) && !(mode.c_lflag & ICANON);
+  EXPECT_TRUE(raw) << "after fg the line editor did not take the terminal back";
+  // Still editing: Left, then a letter in the middle.
+  p.send("\x1b[D" "X");
+  pause();
+  p.send("c\r");
+  pause();
+  p.send("/show\r");
+  at = p.wait_for("system: aXcb", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  // A narrower window: a line longer than it is still one line to the chat.
+  p.resize(24, 40);
+  pause();
+  const std::string long_text(70, 'w');
+  p.send("/set system " + long_text + "\r");
+  pause();
+  p.send("/show\r");
+  at = p.wait_for("system: " + long_text + "\r\n", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  pause();
+  p.send("/exit\r");
+  EXPECT_EQ(p.wait_exit(), 0) << p.output();
+}
+
 // A pasted block (bracketed paste: the terminal wraps it in ESC [200~ ...
 // ESC [201~) is text of one message, newlines and all: its lines are not
 // commands and not sent one by one; it waits at the continuation prompt and

@@ -413,13 +413,14 @@ int run_chat(const ChatOptions& o, bool verbose) {
   if (const std::string misfit = system_prompt_misfit(*model, o.system, session.n_ctx()); !misfit.empty())
     throw Error(misfit);
   install_sigint();
-  // The worker threads are created now with SIGINT blocked (they inherit the
-  // mask), so Ctrl-C is always delivered to this thread — where LineReader
-  // waits for it in ppoll — and never lost on a worker.
+  // The worker threads are created now with SIGINT (and the job-control and
+  // resize signals the line editor handles) blocked — they inherit the mask —
+  // so these are always delivered to this thread, where the line editor
+  // waits for them in ppoll, and never lost on a worker.
   {
     sigset_t block, old;
     sigemptyset(&block);
-    sigaddset(&block, SIGINT);
+    for (int sig : {SIGINT, SIGTSTP, SIGCONT, SIGWINCH}) sigaddset(&block, sig);
     pthread_sigmask(SIG_BLOCK, &block, &old);
     const int n = session.params().n_threads;
     parallel_for(n, n, [](int64_t, int64_t) {});

@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -11,16 +12,63 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 
 #include "tokenizer/utf8.h"
 
 namespace slm::cli {
+
+// Job control and resizes on a terminal. libedit's own signal handling is
+// off (SIGINT is the chat's), so these are ours: Ctrl-Z gives the terminal
+// back in the mode the chat found it in and stops the process; `fg`
+// (SIGCONT) makes the editor take the terminal again and redraw the line; a
+// resize (SIGWINCH) tells libedit the new width. The handlers only restore
+// the terminal, stop, and set flags; the editor acts on the flags between
+// bytes (ByteSource::next, where these signals are only let in inside ppoll).
+namespace {
+std::atomic<bool> g_editing{false};    // inside el_gets: the terminal is in libedit's mode
+std::atomic<bool> g_continued{false};  // SIGCONT since the editor last looked
+std::atomic<bool> g_resized{false};    // SIGWINCH since the editor last looked
+struct termios g_start_mode;           // the terminal as the chat found it
+bool g_have_start_mode = false;
+
+extern "C" void on_stop_key(int) {
+  const int saved_errno = errno;
+  if (g_editing.load() && g_have_start_mode) tcsetattr(STDIN_FILENO, TCSADRAIN, &g_start_mode);
+  // SIGSTOP, not SIGTSTP again: the kernel drops a terminal stop signal for
+  // a process group with no parent in the session (slm under a pty).
+  kill(getpid(), SIGSTOP);
+  errno = saved_errno;
+}
+extern "C" void on_continue(int) { g_continued.store(true); }
+extern "C" void on_resize(int) { g_resized.store(true); }
+
+void set_handler(int sig, void (*fn)(int)) {
+  struct sigaction sa = {};
+  sa.sa_handler = fn;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: a waiting ppoll returns, and the flags are seen
+  sigaction(sig, &sa, nullptr);
+}
+
+// The signals ByteSource lets in only while it waits in ppoll.
+sigset_t waiting_signals() {
+  sigset_t s;
+  sigemptyset(&s);
+  for (int sig : {SIGINT, SIGCONT, SIGWINCH, SIGTSTP}) sigaddset(&s, sig);
+  return s;
+}
+}  // namespace
 
 // Bytes from stdin, with Ctrl-C seen even while waiting (see the header).
 class ByteSource {
  public:
   enum class Got { byte, eof, interrupted };
   explicit ByteSource(std::atomic<bool>& interrupted) : interrupted_(interrupted) {}
+
+  // Called before each wait for input: the editor's response to a resize or
+  // a continue (set by LineEditor on a terminal).
+  std::function<void()> before_wait;
 
   // Gives the last byte back (after next() returned it).
   void unget() {
@@ -51,14 +99,14 @@ class ByteSource {
         return Got::byte;
       }
       if (eof_) return Got::eof;
-      sigset_t block, old;
-      sigemptyset(&block);
-      sigaddset(&block, SIGINT);
+      const sigset_t block = waiting_signals();
+      sigset_t old;
       pthread_sigmask(SIG_BLOCK, &block, &old);
       if (interrupted_.load()) {
         pthread_sigmask(SIG_SETMASK, &old, nullptr);
         return Got::interrupted;
       }
+      if (before_wait) before_wait();
       struct pollfd p = {STDIN_FILENO, POLLIN, 0};
       const int ready = ppoll(&p, 1, nullptr, &old);
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
@@ -205,15 +253,30 @@ LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& histor
   // anything outside ASCII is dropped.
   if (std::setlocale(LC_CTYPE, "") == nullptr || MB_CUR_MAX == 1) std::setlocale(LC_CTYPE, "C.UTF-8");
   Impl& m = *impl_;
+  g_have_start_mode = tcgetattr(STDIN_FILENO, &g_start_mode) == 0;
   m.el = el_init("slm", stdin, stdout, stderr);
   if (m.el == nullptr) return;
+  set_handler(SIGTSTP, on_stop_key);
+  set_handler(SIGCONT, on_continue);
+  set_handler(SIGWINCH, on_resize);
+  m.source.before_wait = [el = m.el] {
+    if (!g_editing.load()) return;
+    if (g_resized.exchange(false)) el_resize(el);
+    if (g_continued.exchange(false)) {
+      // Back from a stop: the terminal is in whatever mode the shell left;
+      // take it again (libedit applies its mode only on a change) and redraw.
+      el_set(el, EL_PREP_TERM, 0);
+      el_set(el, EL_PREP_TERM, 1);
+      el_set(el, EL_REFRESH);
+    }
+  };
   m.hist = history_init();
   history(m.hist, &m.ev, H_SETSIZE, 1000);
   history(m.hist, &m.ev, H_SETUNIQUE, 1);
   if (!m.history_file.empty()) history(m.hist, &m.ev, H_LOAD, m.history_file.c_str());
   el_set(m.el, EL_CLIENTDATA, impl_.get());
   el_set(m.el, EL_EDITOR, "emacs");
-  el_set(m.el, EL_SIGNAL, 0);  // SIGINT is ours (the chat loop decides what Ctrl-C does)
+  el_set(m.el, EL_SIGNAL, 0);  // SIGINT is ours (the chat loop decides what Ctrl-C does); job control below
   el_set(m.el, EL_PROMPT, prompt_of);
   el_set(m.el, EL_HIST, history, m.hist);
   el_set(m.el, EL_GETCFN, read_char);
@@ -227,6 +290,7 @@ LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& histor
 LineEditor::~LineEditor() {
   if (impl_->hist != nullptr) history_end(impl_->hist);
   if (impl_->el != nullptr) {
+    for (int sig : {SIGTSTP, SIGCONT, SIGWINCH}) signal(sig, SIG_DFL);
     el_end(impl_->el);
     std::fputs(kPasteOff, stdout);
     std::fflush(stdout);
@@ -264,7 +328,11 @@ LineEditor::Result LineEditor::next(const std::string& prompt, std::string& out,
   m.got_interrupt = false;
   m.pasted = false;
   int count = 0;
+  g_resized.store(true);  // the width may have changed since the last line
+  g_continued.store(false);
+  g_editing.store(true);
   const char* line = el_gets(m.el, &count);
+  g_editing.store(false);
   if (m.got_interrupt) {
     if (had_text != nullptr) {
       const LineInfo* li = el_line(m.el);
