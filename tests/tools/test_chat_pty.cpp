@@ -225,6 +225,28 @@ TEST(ChatPty, CtrlZFgAndResizeKeepTheLineEditorWorking) {
   EXPECT_EQ(p.wait_exit(), 0) << p.output();
 }
 
+// A typed line longer than the terminal's canonical-mode buffer (4095 bytes)
+// arrives whole: the line editor reads key by key.
+TEST(ChatPty, LinesLongerThanTheTerminalBufferArriveWhole) {
+  SLM_REQUIRE_TESTDATA();
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "4096", "--no-history"});
+  ASSERT_TRUE(p.started());
+  size_t at = p.wait_for("> ", 0);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string text;
+  for (int i = 0; text.size() < 5000; ++i) text += "tea" + std::to_string(i % 10) + " ";
+  text.pop_back();
+  p.send("/set system " + text + "\r");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  p.send("/show\r");
+  at = p.wait_for("system: " + text + "\r\n", at);
+  EXPECT_NE(at, std::string::npos) << "the " << text.size() << "-byte line did not arrive whole: "
+                                   << p.output().substr(p.output().size() > 300 ? p.output().size() - 300 : 0);
+  p.send("/exit\r");
+  EXPECT_EQ(p.wait_exit(), 0);
+}
+
 // A pasted block (bracketed paste: the terminal wraps it in ESC [200~ ...
 // ESC [201~) is text of one message, newlines and all: its lines are not
 // commands and not sent one by one; it waits at the continuation prompt and

@@ -24,6 +24,27 @@ TEST(CliTokenize, JsonIdsAndFlags) {
   EXPECT_EQ(json::parse(r.output).at("ids"), json::parse("[15043, 3186]"));
 }
 
+// Without a text: a pipe is read (never just BOS for nothing); on a terminal
+// it is a usage error. The count says "1 token", "2 tokens". The model may
+// come first instead of -m.
+TEST(CliTokenize, StdinWithoutATextCountsAndPositionalModel) {
+  SLM_REQUIRE_TESTDATA();
+  const std::string vocab = "'" + test::testdata_dir() + "/tokenizer/ggml-vocab-phi-3.gguf'";
+  auto r = test::run_command("printf 'Hello world' | " + test::slm_binary() + " tokenize " + vocab + " --no-bos 2>&1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("15043 '\xE2\x96\x81Hello'"), std::string::npos) << r.output;
+  r = test::run_command("printf 'Hello world' | " + test::slm_binary() + " tokenize " + vocab + " --no-bos 2>&1 >/dev/null");
+  EXPECT_EQ(r.output, "2 tokens\n");
+  r = test::run_command(test::slm_binary() + " tokenize -m " + vocab + " --no-bos Hello 2>&1 >/dev/null");
+  EXPECT_EQ(r.output, "1 token\n");
+  // script(1): stdin is a terminal, and no text was given.
+  r = test::run_command("script -qec \"" + test::slm_binary() + " tokenize -m " + vocab + "\" /dev/null");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("tokenize needs a text"), std::string::npos) << r.output;
+  r = test::run_command(test::slm_binary() + " tokenize " + vocab + " one two 2>&1");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+}
+
 TEST(CliTokenize, ErrorsAreOneLine) {
   auto r = test::run_command(test::slm_binary() + " tokenize -m /no/such.gguf hi 2>&1 >/dev/null");
   EXPECT_NE(r.exit_code, 0);
