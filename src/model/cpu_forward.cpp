@@ -12,33 +12,13 @@
 #include "core/fp16.h"
 #include "cpu/attention.h"
 #include "cpu/parallel.h"
+#include "core/memory_available.h"
 #include "slm/error.h"
 
 namespace slm::model {
 
 // ---------------------------------------------------------------------------
 // KvCache
-
-namespace {
-
-// Memory the kernel can still give this process: MemAvailable + SwapFree
-// from /proc/meminfo; nullopt where that file does not exist.
-std::optional<double> available_memory_bytes() {
-  std::ifstream in("/proc/meminfo");
-  if (!in) return std::nullopt;
-  double total = 0;
-  bool found = false;
-  std::string key;
-  double kib = 0;
-  std::string unit;
-  while (in >> key >> kib) {
-    std::getline(in, unit);
-    if (key == "MemAvailable:" || key == "SwapFree:") total += kib * 1024.0, found = true;
-  }
-  return found ? std::optional<double>(total) : std::nullopt;
-}
-
-}  // namespace
 
 size_t KvCache::check_fits(const std::vector<int64_t>& rows, int64_t n_ctx, int n_head_kv, int head_dim, DType k_type,
                            DType v_type, int n_seq) {

@@ -128,6 +128,25 @@ TEST(CliHabits, UsageErrorsAreOneLineWithStatus2AndAHint) {
   }
 }
 
+// After "--" every word is text: a prompt that reads like llama.cpp's
+// one-dash flags stays as typed.
+TEST(CliHabits, TextAfterDoubleDashIsNotAFlag) {
+  SLM_REQUIRE_TESTDATA();
+  std::string want;
+  {
+    Session s(Model::load(model()), {});
+    GenerateParams gp;
+    gp.sampling.temperature = 0;
+    gp.max_tokens = 6;
+    want = generate(s, "-sys", gp).text + "\n";
+  }
+  for (const std::string& args : {"-m " + q(model()) + " --temp 0 -n 6 -- -sys", "--temp 0 -n 6 -- " + q(model()) + " -sys"}) {
+    const auto r = test::run_command(slm_run(args));
+    EXPECT_EQ(r.exit_code, 0) << args << ": " << r.output;
+    EXPECT_EQ(r.output, want) << args;
+  }
+}
+
 // --ignore-eos on the command line: a copy of the model whose end-of-sequence
 // id is the third greedy token stops there, and with the flag runs on to -n.
 TEST(CliHabits, IgnoreEosGeneratesPastTheEndToken) {

@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
   // option as single letters.
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::string& a : args) {
+    if (a == "--") break;  // what follows is text (a prompt may well be "-sys")
     for (const auto& [dash, long_name] : slm::cli::kOneDashFlags) {
       if (a == dash) a = long_name;
       else if (a.rfind(std::string(dash) + "=", 0) == 0) a = std::string(long_name) + a.substr(std::strlen(dash));
