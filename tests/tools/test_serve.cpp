@@ -320,6 +320,8 @@ TEST(Serve, RefusesBadRequestsNamingTheField) {
       {json({{"messages", user}, {"temperature", "hot"}}).dump(), "temperature"},
       {R"({"messages": [{"role": "user", "content": "hi"}], "temperature": 1e308})", "temperature"},
       {json({{"messages", user}, {"max_tokens", -1}}).dump(), "max_tokens"},
+      // Found by fuzz_serve_request: JSON reads 0 as unsigned, which skipped the lower bound.
+      {R"({"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 0})", "max_completion_tokens"},
       {R"({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1e30})", "max_tokens"},
       {json({{"messages", user}, {"max_tokens", 99999999999999999ull}}).dump(), "max_tokens"},
       {json({{"messages", user}, {"top_p", 2}}).dump(), "top_p"},

@@ -38,11 +38,13 @@ std::optional<int64_t> integer(const json& body, const char* key, int64_t min, i
   if (!body.contains(key) || body[key].is_null()) return std::nullopt;
   const json& v = body[key];
   if (!v.is_number_integer()) throw bad(key, fmt::format("'{}' must be an integer", key));
+  // JSON reads every non-negative literal as unsigned: compare it as such
+  // (it may exceed int64), and check both bounds either way.
   if (v.is_number_unsigned() ? v.get<uint64_t>() > static_cast<uint64_t>(max) : v.get<int64_t>() > max)
     throw bad(key, fmt::format("'{}' must be at most {}", key, max));
-  if (!v.is_number_unsigned() && v.get<int64_t>() < min)
-    throw bad(key, fmt::format("'{}' must be at least {}", key, min));
-  return v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+  const int64_t value = v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+  if (value < min) throw bad(key, fmt::format("'{}' must be at least {}", key, min));
+  return value;
 }
 
 bool boolean(const json& body, const char* key, bool fallback) {
