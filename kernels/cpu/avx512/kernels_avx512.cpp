@@ -4,7 +4,9 @@
 // GCC 12's AVX-512 headers build some results from _mm512_undefined_*(),
 // which -Wuninitialized flags at every inlined use: a header bug, not ours.
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#if !defined(__clang__)  // a GCC-only warning (clang warns that it does not know it)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 #include <immintrin.h>
 
 #include <cmath>
