@@ -3,8 +3,10 @@
 // The pty's line discipline turns the ^C byte into SIGINT for slm, exactly
 // as a real terminal does.
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <fstream>
@@ -245,6 +247,55 @@ TEST(ChatPty, LinesLongerThanTheTerminalBufferArriveWhole) {
                                    << p.output().substr(p.output().size() > 300 ? p.output().size() - 300 : 0);
   p.send("/exit\r");
   EXPECT_EQ(p.wait_exit(), 0);
+}
+
+// What the keys typed become: each message as the conversation holds it
+// (read back with /save). Emacs keys (Ctrl-A/E/W/U, Home/End), a """ block,
+// a line continued with \, //text, and a whitespace-only line (ignored).
+TEST(ChatPty, TypedKeysBecomeTheMessagesTheConversationHolds) {
+  SLM_REQUIRE_TESTDATA();
+  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "2048", "-n", "3", "--ignore-eos", "--no-history"});
+  ASSERT_TRUE(p.started());
+  size_t at = p.wait_for("> ", 0);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
+  // Sends keys, then Enter, and waits for the next "> " prompt.
+  auto line = [&](const std::vector<std::string>& keys, const char* prompt = "\n> ") {
+    pause();
+    for (const std::string& k : keys) {
+      p.send(k);
+      pause();
+    }
+    p.send("\r");
+    at = p.wait_for(prompt, at + 1);
+    ASSERT_NE(at, std::string::npos) << p.output();
+  };
+  line({"world", "\x01", "hello ", "\x05", "!"});          // Ctrl-A, Ctrl-E
+  line({"one two", "\x17", "three"});                      // Ctrl-W erases "two"
+  line({"junk", "\x15", "clean"});                         // Ctrl-U erases the line
+  line({"b", "\x1b[H", "a", "\x1b[F", "c"});               // Home, End
+  line({"   "});                                           // ignored: no message, no answer
+  line({"//etc/hosts"});                                   // a message starting with /
+  line({"\"\"\""}, "\n... ");                              // a block...
+  line({"line one"}, "\n... ");
+  line({"line two"}, "\n... ");
+  line({"\"\"\""});                                        // ...closed
+  line({"first \\"}, "\n... ");                            // continued
+  line({"second"});
+  const std::string saved = test::temp_path("typed.json");
+  line({"/save " + saved});
+  pause();
+  p.send("/exit\r");
+  EXPECT_EQ(p.wait_exit(), 0) << p.output();
+  std::ifstream in(saved);
+  ASSERT_TRUE(in) << p.output();
+  const auto j = nlohmann::json::parse(in);
+  std::vector<std::string> users;
+  for (const auto& m : j.at("messages"))
+    if (m.at("role") == "user") users.push_back(m.at("content"));
+  const std::vector<std::string> want = {"hello world!", "one three", "clean", "abc", "/etc/hosts",
+                                         "line one\nline two", "first \nsecond"};
+  EXPECT_EQ(users, want);
 }
 
 // A pasted block (bracketed paste: the terminal wraps it in ESC [200~ ...

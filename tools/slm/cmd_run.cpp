@@ -477,6 +477,8 @@ int run_chat(const ChatOptions& o, bool verbose) {
         continue;
       }
       pending += line.substr(0, close);
+      // A lone """ closes the block: the newline before it is not the message's.
+      if (close == 0 && !pending.empty() && pending.back() == '\n') pending.pop_back();
       in_block = false;
       line.swap(pending);
       pending.clear();
