@@ -29,15 +29,50 @@ std::optional<double> meminfo_available(const std::string& path) {
   return found ? std::optional<double>(total) : std::nullopt;
 }
 
-// The memory cgroup's limit minus its use, for the first of the process's
-// cgroup folders that has both files: its own path under the mount (v2:
-// "0::/path"; v1: "N:...memory...:/path"), then the mount's root (inside a
-// cgroup namespace the path reads "/" anyway).
+// A key's value in a cgroup's memory.stat ("inactive_file 1234").
+std::optional<double> stat_value(const std::string& path, const std::string& key) {
+  std::ifstream in(path);
+  std::string k;
+  double v = 0;
+  while (in >> k >> v)
+    if (k == key) return v;
+  return std::nullopt;
+}
+
+// What a cgroup folder leaves: its limit minus its use, where the use counts
+// no inactive file pages (the page cache the kernel reclaims before it
+// refuses memory: a model just read from disk is most of it). nullopt when
+// the folder has no limit or no files.
+struct CgroupFiles {
+  const char* limit;
+  const char* usage;
+  const char* inactive_file;  // in memory.stat
+};
+std::optional<double> left_in(const std::string& dir, const CgroupFiles& f) {
+  const auto limit = read_number(dir + "/" + f.limit), usage = read_number(dir + "/" + f.usage);
+  if (!limit || !usage || *limit >= 1e18) return std::nullopt;  // "max", or v1's huge number: no limit
+  const double reclaimable = stat_value(dir + "/memory.stat", f.inactive_file).value_or(0);
+  return std::max(0.0, *limit - std::max(0.0, *usage - reclaimable));
+}
+
+// The least any memory cgroup on the process's path leaves (a limit may sit
+// on a parent: a systemd slice, a pod), each hierarchy from its mount: v2
+// ("0::/path") and v1's memory controller ("N:...memory...:/path"). Inside a
+// cgroup namespace the path reads "/" and the mount is the group itself.
 std::optional<double> cgroup_left(const MemoryFiles& f) {
-  struct Layout {
-    std::string mount, limit, usage;
+  static const CgroupFiles kV2 = {"memory.max", "memory.current", "inactive_file"};
+  static const CgroupFiles kV1 = {"memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"};
+  std::optional<double> least;
+  auto consider = [&](const std::string& mount, const std::string& path, const CgroupFiles& files) {
+    // The group's folder and each parent up to the mount.
+    std::string p = path;
+    while (!p.empty() && p.back() == '/') p.pop_back();
+    for (;;) {
+      if (const auto left = left_in(mount + p, files)) least = least ? std::min(*least, *left) : *left;
+      if (p.empty()) break;
+      p.erase(p.rfind('/') == std::string::npos ? 0 : p.rfind('/'));
+    }
   };
-  std::vector<std::pair<Layout, std::string>> candidates;  // layout, path inside the hierarchy
   std::ifstream in(f.self_cgroup);
   std::string line;
   while (std::getline(in, line)) {
@@ -45,21 +80,13 @@ std::optional<double> cgroup_left(const MemoryFiles& f) {
     if (a == std::string::npos || b == std::string::npos) continue;
     const std::string controllers = line.substr(a + 1, b - a - 1), path = line.substr(b + 1);
     if (controllers.empty()) {
-      candidates.push_back({{f.cgroup_root, "memory.max", "memory.current"}, path});
-      candidates.push_back({{f.cgroup_root + "/unified", "memory.max", "memory.current"}, path});
+      consider(f.cgroup_root, path, kV2);
+      consider(f.cgroup_root + "/unified", path, kV2);
     } else if (("," + controllers + ",").find(",memory,") != std::string::npos) {
-      candidates.push_back({{f.cgroup_root + "/memory", "memory.limit_in_bytes", "memory.usage_in_bytes"}, path});
+      consider(f.cgroup_root + "/memory", path, kV1);
     }
   }
-  for (const auto& [layout, path] : candidates) {
-    for (const std::string& dir : {layout.mount + path, layout.mount}) {
-      const auto limit = read_number(dir + "/" + layout.limit), usage = read_number(dir + "/" + layout.usage);
-      if (!limit || !usage) continue;
-      if (*limit >= 1e18) return std::nullopt;  // no limit (v1 writes a huge number for none)
-      return std::max(0.0, *limit - *usage);
-    }
-  }
-  return std::nullopt;
+  return least;
 }
 
 }  // namespace

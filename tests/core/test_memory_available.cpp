@@ -1,6 +1,6 @@
 // available_memory_bytes on made-up /proc and cgroup trees: the kernel's
-// figure, capped by the memory cgroup's limit minus its use (v2 and v1), and
-// no cap where the group has none.
+// figure, capped by the memory cgroups' limit minus their use (v2 and v1;
+// page cache not counted; parents too), and no cap where there is none.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -59,6 +59,19 @@ TEST(MemoryAvailable, KernelFigureCappedByTheMemoryCgroup) {
   put(f.cgroup_root + "/x/memory.max", "1000\n");
   put(f.cgroup_root + "/x/memory.current", "5000\n");
   EXPECT_DOUBLE_EQ(*available_memory_bytes(f), 0.0);
+  // Reclaimable page cache (a model just read) does not count as used.
+  f = tree("cache", "0::/x\n");
+  put(f.cgroup_root + "/x/memory.max", "4294967296\n");
+  put(f.cgroup_root + "/x/memory.current", "4294967296\n");
+  put(f.cgroup_root + "/x/memory.stat", "anon 1073741824\nfile 3221225472\ninactive_file 2147483648\n");
+  EXPECT_DOUBLE_EQ(*available_memory_bytes(f), 2 * kGiB);
+  // A limit on a parent (a slice) counts when the group itself has none.
+  f = tree("parent", "0::/work.slice/slm.service\n");
+  put(f.cgroup_root + "/work.slice/slm.service/memory.max", "max\n");
+  put(f.cgroup_root + "/work.slice/slm.service/memory.current", "100\n");
+  put(f.cgroup_root + "/work.slice/memory.max", "3221225472\n");
+  put(f.cgroup_root + "/work.slice/memory.current", "1073741824\n");
+  EXPECT_DOUBLE_EQ(*available_memory_bytes(f), 2 * kGiB);
   // Nothing readable at all.
   MemoryFiles missing;
   missing.meminfo = missing.self_cgroup = missing.cgroup_root = test::temp_path("nothing-here");

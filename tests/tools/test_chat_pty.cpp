@@ -164,48 +164,59 @@ TEST(ChatPty, LineEditingHistoryMultiLineAndCommands) {
   EXPECT_NE(saved.find("top_k"), std::string::npos) << saved;
 }
 
-// Job control and resizes while a line is being typed: Ctrl-Z gives the
-// terminal back in its normal (canonical) mode and stops slm; after SIGCONT
-// (what `fg` sends) the editor takes the terminal again and redraws the line,
-// which can still be edited and sent; a resize leaves the editor working.
+// Job control and resizes while a line is being typed, under an interactive
+// bash as a person runs it: Ctrl-Z stops slm (bash says "Stopped" and gives
+// its prompt back), `fg` continues it — the editor takes the terminal again
+// (non-canonical mode) and redraws the line, which can still be edited and
+// sent — and a resize leaves the editor working.
 TEST(ChatPty, CtrlZFgAndResizeKeepTheLineEditorWorking) {
   SLM_REQUIRE_TESTDATA();
-  PtyProcess p({test::slm_binary(), "chat", "-m", model_path(), "-c", "256", "--no-history"});
+  PtyProcess p({"/usr/bin/env", "PS1=SH$ ", "TERM=xterm", "/bin/bash", "--norc", "--noprofile", "-i"});
   ASSERT_TRUE(p.started());
-  size_t at = p.wait_for("> ", 0);
+  size_t at = p.wait_for("SH$ ", 0);
   ASSERT_NE(at, std::string::npos) << p.output();
   auto pause = [] { std::this_thread::sleep_for(std::chrono::milliseconds(300)); };
-  auto state = [&] {  // the process state letter in /proc/PID/stat ('T': stopped)
-    std::ifstream in("/proc/" + std::to_string(p.pid()) + "/stat");
+  p.send("'" + test::slm_binary() + "' chat -m '" + model_path() + "' -c 256 --no-history\r");
+  at = p.wait_for("/help for commands.", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  at = p.wait_for("> ", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  // slm is bash's child: its process state letter in /proc ('T': stopped).
+  auto slm_pid = [&] {
+    std::ifstream in("/proc/" + std::to_string(p.pid()) + "/task/" + std::to_string(p.pid()) + "/children");
+    long pid = 0;
+    in >> pid;
+    return static_cast<pid_t>(pid);
+  };
+  const pid_t slm = slm_pid();
+  ASSERT_GT(slm, 0);
+  auto state = [&] {
+    std::ifstream in("/proc/" + std::to_string(slm) + "/stat");
     std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
     const size_t paren = all.rfind(')');
     return paren == std::string::npos || paren + 2 >= all.size() ? '?' : all[paren + 2];
   };
-  auto wait_state = [&](bool stopped) {
-    for (int i = 0; i < 100; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(50)))
-      if ((state() == 'T') == stopped) return true;
-    return false;
-  };
   pause();
   p.send("/set system ab");
   pause();
-  struct termios mode {};
-  ASSERT_TRUE(p.terminal_mode(mode));
-  EXPECT_FALSE(mode.c_lflag & ICANON) << "the line editor reads key by key";
-  const size_t before_stop = p.output().size();
   p.send("\x1a");  // Ctrl-Z
-  ASSERT_TRUE(wait_state(true)) << "slm did not stop on Ctrl-Z";
-  ASSERT_TRUE(p.terminal_mode(mode));
-  EXPECT_TRUE(mode.c_lflag & ICANON) << "the terminal was left in the editor's mode while stopped";
-  kill(p.pid(), SIGCONT);  // fg
-  ASSERT_TRUE(wait_state(false));
+  at = p.wait_for("Stopped", at);
+  ASSERT_NE(at, std::string::npos) << "slm did not stop on Ctrl-Z: " << p.output();
+  EXPECT_EQ(state(), 'T');
+  at = p.wait_for("SH$ ", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  pause();
+  p.send("fg\r");
   // The line is drawn again, and the terminal is the editor's again.
-  ASSERT_NE(p.wait_for("/set system ab", before_stop, 10), std::string::npos) << p.output();
+  at = p.wait_for("/set system ab", at + 4);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  struct termios mode {};
   bool raw = false;
   for (int i = 0; i < 40 && !raw; ++i, std::this_thread::sleep_for(std::chrono::milliseconds(50)))
     raw = p.terminal_mode(mode) && !(mode.c_lflag & ICANON);
   EXPECT_TRUE(raw) << "after fg the line editor did not take the terminal back";
   // Still editing: Left, then a letter in the middle.
+  pause();
   p.send("\x1b[D" "X");
   pause();
   p.send("c\r");
@@ -224,6 +235,9 @@ TEST(ChatPty, CtrlZFgAndResizeKeepTheLineEditorWorking) {
   ASSERT_NE(at, std::string::npos) << p.output();
   pause();
   p.send("/exit\r");
+  at = p.wait_for("SH$ ", at);
+  ASSERT_NE(at, std::string::npos) << p.output();
+  p.send("exit\r");
   EXPECT_EQ(p.wait_exit(), 0) << p.output();
 }
 

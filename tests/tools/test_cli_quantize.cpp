@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <csignal>
 #include <filesystem>
 #include <functional>
 #include <fstream>
@@ -297,23 +298,36 @@ TEST(CliQuantize, FloatOutputFromAQuantizedInputWarns) {
   }
 }
 
-// Ctrl-C, SIGTERM or SIGHUP part-way: exit 128 + signal, no output and no
-// temporary file left.
+// Ctrl-C, SIGTERM or SIGHUP part-way: exit 128 + signal, saying so, with no
+// output and no temporary file left.
 TEST(CliQuantize, SignalsLeaveNoPartialFile) {
   // Big enough that quantizing to q2_k takes seconds on any machine.
   const std::string in = synth_llama("signal-in", 4, 8, 512, 2048, 32000, "f16");
-  for (const auto& [sig, name] : std::vector<std::pair<int, std::string>>{{2, "INT"}, {15, "TERM"}, {1, "HUP"}}) {
-    const std::string out = test::temp_path("signalled-" + name + ".gguf");
+  for (const auto& [sig, name] : std::vector<std::pair<int, std::string>>{{SIGINT, "INT"}, {SIGTERM, "TERM"}, {SIGHUP, "HUP"}}) {
+    const std::string out = test::temp_path("signalled-" + name + ".gguf"), log = test::temp_path("signalled.log");
     // Wait for the temporary file (the header is written, tensors are being
-    // converted), then send the signal.
-    const std::string cmd = test::slm_binary() + " quantize -t 1 " + q(in) + " " + q(out) + " q2_k 2>/dev/null & pid=$!; " +
-                            "for i in $(seq 1 400); do [ -e " + q(out + ".tmp") + " ] && break; sleep 0.01; done; " +
-                            "sleep 0.2; kill -" + name + " $pid; wait $pid; echo $?";
+    // converted), then send the signal; "no tmp" if it never appeared. (sh
+    // starts a background command with SIGINT ignored, which slm respects:
+    // env gives it the default action back.)
+    const std::string cmd = "env --default-signal=INT " + test::slm_binary() + " quantize -t 1 " + q(in) + " " + q(out) + " q2_k 2>" + q(log) +
+                            " & pid=$!; for i in $(seq 1 1000); do [ -e " + q(out + ".tmp") + " ] && break; sleep 0.01; done; " +
+                            "[ -e " + q(out + ".tmp") + " ] || echo 'no tmp'; sleep 0.2; kill -" + name +
+                            " $pid; wait $pid; echo $?";
     const auto r = test::run_command(cmd);
+    ASSERT_EQ(r.output.find("no tmp"), std::string::npos) << name << ": the temporary file never appeared";
     EXPECT_EQ(std::atoi(r.output.c_str()), 128 + sig) << name << ": " << r.output;
+    const std::vector<uint8_t> log_bytes = test::read_file(log);
+    const std::string said(log_bytes.begin(), log_bytes.end());
+    EXPECT_NE(said.find("stopped by"), std::string::npos) << name << ": " << said;
     EXPECT_FALSE(std::filesystem::exists(out)) << name;
     EXPECT_FALSE(std::filesystem::exists(out + ".tmp")) << name;
   }
+  // A signal ignored by the caller (nohup) stays ignored: the file is written.
+  const std::string out = test::temp_path("nohup.gguf");
+  const auto r = test::run_command("trap '' HUP; " + test::slm_binary() + " quantize -t 1 " + q(in) + " " + q(out) +
+                                   " q4_0 2>/dev/null & pid=$!; sleep 0.3; kill -HUP $pid; wait $pid; echo $?");
+  EXPECT_EQ(std::atoi(r.output.c_str()), 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(out));
 }
 
 // On a terminal the progress line shows tensors/s and the time left.
@@ -321,7 +335,7 @@ TEST(CliQuantize, ProgressShowsRateAndTimeLeft) {
   SLM_REQUIRE_TESTDATA();
   const std::string in = test::testdata_dir() + "/models/gemma-tiny.gguf", out = test::temp_path("progress.gguf");
   // script(1) gives the command a pseudo-terminal.
-  const auto r = test::run_command("script -qec " + q(test::slm_binary() + " quantize " + in + " " + out + " q4_k_m") +
+  const auto r = test::run_command("script -qec " + q(test::slm_binary() + " quantize \"" + in + "\" \"" + out + "\" q4_k_m") +
                                    " /dev/null", true);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("tensors/s"), std::string::npos) << r.output;

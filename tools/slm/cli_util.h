@@ -1,6 +1,8 @@
 // Small helpers shared by the subcommands.
 #pragma once
 
+#include <csignal>
+
 #include <cstdint>
 #include <utility>
 #include <string>
@@ -70,7 +72,7 @@ inline std::string short_type_name(std::string_view name) {
 // Thrown to stop a command on a signal; main exits 128 + signal (130 for
 // Ctrl-C), as a shell reports it.
 struct Interrupted {
-  int signal = 2;  // SIGINT
+  int signal = SIGINT;
 };
 
 

@@ -202,11 +202,17 @@ std::atomic<int> g_stop_signal{0};
 
 extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 
+// A signal the caller chose to ignore stays ignored (`nohup slm quantize`
+// outlives the terminal).
 void install_stop_signals() {
   struct sigaction sa = {};
   sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaction(sig, &sa, nullptr);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old = {};
+    if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    sigaction(sig, &sa, nullptr);
+  }
 }
 
 void throw_if_stopped() {
@@ -277,9 +283,9 @@ int run_quantize(const QuantizeOptions& o) {
         std::memcpy(dst, src, n_bytes);
       } else {
         parallel_for(rows, threads, [&](int64_t r0, int64_t r1) {
-          throw_if_stopped();
           std::vector<float> row(static_cast<size_t>(cols));
           for (int64_t r = r0; r < r1; ++r) {
+            if ((r - r0) % 64 == 0) throw_if_stopped();  // a big tensor is one chunk with one thread
             kernels::dequantize_row(info->type, src + static_cast<size_t>(r) * in_row, row.data(), cols);
             kernels::quantize_row(type, row.data(), dst + static_cast<size_t>(r) * out_row, cols);
           }
@@ -292,15 +298,22 @@ int run_quantize(const QuantizeOptions& o) {
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() + 1e-9;
         const double fraction = static_cast<double>(done_bytes) / static_cast<double>(std::max<uint64_t>(1, total_in));
-        fmt::print(stderr, "\rquantizing {:3.0f}%  {}/{} tensors  {:.1f} tensors/s  ETA {}  {:<32.32}", 100.0 * fraction,
+        // Under 80 columns, so \r rewrites it on any terminal.
+        fmt::print(stderr, "\rquantizing {:3.0f}%  {:>4}/{:<4} {:6.1f} tensors/s  ETA {:>5}  {:<20.20}", 100.0 * fraction,
                    done_tensors.load(), n_tensors, static_cast<double>(done_tensors) / elapsed,
                    minutes_seconds(elapsed * (1.0 - fraction) / std::max(fraction, 1e-9)), info->name);
       }
     });
   }
   install_stop_signals();
-  w.write(o.out);
-  if (show_progress) fmt::print(stderr, "\r{:110}\r", "");
+  try {
+    w.write(o.out);  // removes OUT.tmp on any failure
+  } catch (const Interrupted& e) {
+    if (show_progress) fmt::print(stderr, "\n");
+    fmt::print(stderr, "slm quantize: stopped by {}; {} not written, its partial file removed\n", strsignal(e.signal), o.out);
+    throw;
+  }
+  if (show_progress) fmt::print(stderr, "\r{:79}\r", "");
   fmt::print(stderr, "wrote {}: {} tensors, {:.2f} MiB -> {:.2f} MiB ({}) in {:.1f} s\n", o.out, n_tensors,
              static_cast<double>(total_in) / (1 << 20), static_cast<double>(total_out) / (1 << 20), mix.name,
              std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

@@ -395,22 +395,26 @@ std::string read_conversation(const std::string& path, std::vector<ChatMessage>&
   return "";
 }
 
-// Why a system prompt can never fit the context (it leaves no room for a
-// message and an answer), or "" when it can.
-std::string system_prompt_misfit(const Model& model, const std::string& system, int64_t n_ctx) {
+// Why a system prompt can never fit the context beside the room kept for an
+// answer (every message would then be refused), or "" when it can.
+std::string system_prompt_misfit(const Model& model, const std::string& system, int64_t n_ctx, int64_t answer_room) {
   if (system.empty()) return {};
   const auto n = static_cast<int64_t>(
       model.chat_template().tokenize(model.chat_template().render({{"system", system}, {"user", ""}})).size());
-  if (n < n_ctx) return {};
-  return fmt::format("the system prompt takes {} tokens; the context holds {} (use a larger -c)", n, n_ctx);
+  if (n + answer_room < n_ctx) return {};
+  return fmt::format("the system prompt takes {} tokens; with {} kept for an answer the context of {} has no room "
+                     "for a message (use a larger -c)",
+                     n, answer_room, n_ctx);
 }
 
 int run_chat(const ChatOptions& o, bool verbose) {
   const auto model = load_model(o);
   Session session(model, session_params(o));
   GenerateParams gp = generate_params(o);
+  // Room kept free for an answer when old turns must go.
+  const int64_t answer_room = std::min<int64_t>(o.n_predict > 0 ? o.n_predict : 512, session.n_ctx() / 2);
   // A system prompt that can never fit is refused now, not at the first message.
-  if (const std::string misfit = system_prompt_misfit(*model, o.system, session.n_ctx()); !misfit.empty())
+  if (const std::string misfit = system_prompt_misfit(*model, o.system, session.n_ctx(), answer_room); !misfit.empty())
     throw Error(misfit);
   install_sigint();
   // The worker threads are created now with SIGINT (and the job-control and
@@ -434,8 +438,6 @@ int run_chat(const ChatOptions& o, bool verbose) {
   std::vector<ChatMessage> history;
   if (!system.empty()) history.push_back({"system", system});
   size_t kept = history.size();  // the system prompt is never dropped
-  // Room kept free for an answer when old turns must go.
-  const int64_t answer_room = std::min<int64_t>(o.n_predict > 0 ? o.n_predict : 512, session.n_ctx() / 2);
 
   std::string line;
   LineEditor input(g_interrupted, o.no_history ? std::string() : LineEditor::default_history_file());
@@ -517,7 +519,7 @@ int run_chat(const ChatOptions& o, bool verbose) {
       } else if (cmd == "/set") {
         const std::string before = system;
         std::string message = apply_set(args, gp.sampling, system);
-        if (const std::string misfit = system_prompt_misfit(*model, system, session.n_ctx()); !misfit.empty()) {
+        if (const std::string misfit = system_prompt_misfit(*model, system, session.n_ctx(), answer_room); !misfit.empty()) {
           system = before;  // refused: the conversation goes on as it was
           message = "(" + misfit + "; the system prompt was not changed)";
         }

@@ -27,29 +27,44 @@ namespace slm::cli {
 // bytes (ByteSource::next, where these signals are only let in inside ppoll).
 namespace {
 std::atomic<bool> g_editing{false};    // inside el_gets: the terminal is in libedit's mode
-std::atomic<bool> g_continued{false};  // SIGCONT since the editor last looked
+std::atomic<bool> g_continued{false};  // back from a stop since the editor last looked
 std::atomic<bool> g_resized{false};    // SIGWINCH since the editor last looked
 struct termios g_start_mode;           // the terminal as the chat found it
 bool g_have_start_mode = false;
 
+void set_handler(int sig, void (*fn)(int), struct sigaction* old = nullptr) {
+  struct sigaction sa = {};
+  sa.sa_handler = fn;
+  sigemptyset(&sa.sa_mask);
+  // Interrupted writes of an answer resume; ppoll, where the editor waits,
+  // returns EINTR whatever this says, so the flags are still seen.
+  sa.sa_flags = SA_RESTART;
+  sigaction(sig, &sa, old);
+}
+
 extern "C" void on_stop_key(int) {
   const int saved_errno = errno;
   if (g_editing.load() && g_have_start_mode) tcsetattr(STDIN_FILENO, TCSADRAIN, &g_start_mode);
-  // SIGSTOP, not SIGTSTP again: the kernel drops a terminal stop signal for
-  // a process group with no parent in the session (slm under a pty).
-  kill(getpid(), SIGSTOP);
+  // Stop the way the default action does, so the kernel's rule holds: a
+  // process group no shell could continue (orphaned) is not stopped. Default
+  // disposition, raise, let it through; execution resumes here after SIGCONT
+  // (or at once, not stopped), and the handler is ours again.
+  signal(SIGTSTP, SIG_DFL);
+  raise(SIGTSTP);
+  sigset_t tstp;
+  sigemptyset(&tstp);
+  sigaddset(&tstp, SIGTSTP);
+  pthread_sigmask(SIG_UNBLOCK, &tstp, nullptr);
+  pthread_sigmask(SIG_BLOCK, &tstp, nullptr);
+  set_handler(SIGTSTP, on_stop_key);
+  g_continued.store(true);  // stopped or not, the terminal is no longer the editor's
   errno = saved_errno;
 }
 extern "C" void on_continue(int) { g_continued.store(true); }
 extern "C" void on_resize(int) { g_resized.store(true); }
 
-void set_handler(int sig, void (*fn)(int)) {
-  struct sigaction sa = {};
-  sa.sa_handler = fn;
-  sigemptyset(&sa.sa_mask);
-  sa.sa_flags = 0;  // no SA_RESTART: a waiting ppoll returns, and the flags are seen
-  sigaction(sig, &sa, nullptr);
-}
+// The dispositions found at start, given back when the editor ends.
+struct sigaction g_old_tstp, g_old_cont, g_old_winch;
 
 // The signals ByteSource lets in only while it waits in ppoll.
 sigset_t waiting_signals() {
@@ -256,9 +271,11 @@ LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& histor
   g_have_start_mode = tcgetattr(STDIN_FILENO, &g_start_mode) == 0;
   m.el = el_init("slm", stdin, stdout, stderr);
   if (m.el == nullptr) return;
-  set_handler(SIGTSTP, on_stop_key);
-  set_handler(SIGCONT, on_continue);
-  set_handler(SIGWINCH, on_resize);
+  // Ctrl-Z stays ignored where the parent ignores it (no job control there).
+  sigaction(SIGTSTP, nullptr, &g_old_tstp);
+  if (g_old_tstp.sa_handler != SIG_IGN) set_handler(SIGTSTP, on_stop_key, &g_old_tstp);
+  set_handler(SIGCONT, on_continue, &g_old_cont);
+  set_handler(SIGWINCH, on_resize, &g_old_winch);
   m.source.before_wait = [el = m.el] {
     if (!g_editing.load()) return;
     if (g_resized.exchange(false)) el_resize(el);
@@ -290,7 +307,9 @@ LineEditor::LineEditor(std::atomic<bool>& interrupted, const std::string& histor
 LineEditor::~LineEditor() {
   if (impl_->hist != nullptr) history_end(impl_->hist);
   if (impl_->el != nullptr) {
-    for (int sig : {SIGTSTP, SIGCONT, SIGWINCH}) signal(sig, SIG_DFL);
+    sigaction(SIGTSTP, &g_old_tstp, nullptr);
+    sigaction(SIGCONT, &g_old_cont, nullptr);
+    sigaction(SIGWINCH, &g_old_winch, nullptr);
     el_end(impl_->el);
     std::fputs(kPasteOff, stdout);
     std::fflush(stdout);

@@ -1,7 +1,8 @@
 // Reference dequantizers and quantizers for every GGUF block format slm
 // reads or writes. Plain scalar code: this file is the specification. The
-// dequantizers reproduce the reference engine's float operations in the same
-// order, so results are bit-identical (checked against testdata/dequant.json).
+// dequantizers and quantizers reproduce the reference engine's float
+// operations in the same order — w * l * l is (w * l) * l, not w * (l * l) —
+// so results are bit-identical (checked against testdata/dequant.json).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -244,7 +245,7 @@ float fit_scale_min(int n, int nmax, const float* x, const float* w, uint8_t* le
       const int l = std::clamp(nearest_int(iscale * (x[i] - min)), 0, nmax);
       trial[i] = static_cast<uint8_t>(l);
       sum_l += w[i] * static_cast<float>(l);
-      sum_l2 += w[i] * static_cast<float>(l * l);
+      sum_l2 += w[i] * static_cast<float>(l) * static_cast<float>(l);
       sum_xl += w[i] * static_cast<float>(l) * x[i];
     }
     const float det = sum_w * sum_l2 - sum_l * sum_l;
@@ -283,7 +284,7 @@ float fit_symmetric(int n, int nmax, const float* x) {
       const int l = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
       const float w = x[i] * x[i];
       sum_lx += w * x[i] * static_cast<float>(l);
-      sum_l2 += w * static_cast<float>(l * l);
+      sum_l2 += w * static_cast<float>(l) * static_cast<float>(l);
     }
     // Least-squares scale for these levels; the error drops by sum_lx^2 / sum_l2.
     if (sum_l2 > 0 && (best < 0 || sum_lx * sum_lx > best * sum_l2)) {
@@ -312,7 +313,7 @@ float fit_symmetric_refined(int n, int nmax, const float* x, uint8_t* levels) {
     l[i] = std::clamp(nearest_int(iscale * x[i]), -nmax, nmax - 1);
     const float w = x[i] * x[i];
     sum_lx += w * x[i] * static_cast<float>(l[i]);
-    sum_l2 += w * static_cast<float>(l[i] * l[i]);
+    sum_l2 += w * static_cast<float>(l[i]) * static_cast<float>(l[i]);
   }
   for (int sweep = 0; sweep < 5; ++sweep) {
     int changed = 0;
@@ -320,11 +321,11 @@ float fit_symmetric_refined(int n, int nmax, const float* x, uint8_t* levels) {
       const float w = x[i] * x[i];
       float slx = sum_lx - w * x[i] * static_cast<float>(l[i]);
       if (slx <= 0) continue;
-      float sl2 = sum_l2 - w * static_cast<float>(l[i] * l[i]);
+      float sl2 = sum_l2 - w * static_cast<float>(l[i]) * static_cast<float>(l[i]);
       const int moved = std::clamp(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
       if (moved == l[i]) continue;
       slx += w * x[i] * static_cast<float>(moved);
-      sl2 += w * static_cast<float>(moved * moved);
+      sl2 += w * static_cast<float>(moved) * static_cast<float>(moved);
       // The error falls by sum_lx^2 / sum_l2: keep the move if that grows.
       if (sl2 > 0 && slx * slx * sum_l2 > sum_lx * sum_lx * sl2) {
         l[i] = moved;
