@@ -252,6 +252,24 @@ TEST(CliQuantize, EveryMixGivesEachTensorItsType) {
     EXPECT_EQ(dtype_name(t.type), dtype_name(t.ne.size() < 2 ? D::F32 : D::Q4_K)) << t.name;
 }
 
+// A row length a K type's 256-element block does not divide falls back to a
+// 32-element type of about its size (the reference quantizer's choice; Q4_0
+// where it writes IQ4_NL), said on stderr.
+TEST(CliQuantize, RowsTheBlockDoesNotDivideFallBack) {
+  const std::string in = synth_llama("odd-rows", 2, 8, 288, 768);
+  for (const auto& [type, want_embd] : std::vector<std::pair<std::string, DType>>{
+           {"q2_k", DType::Q4_0}, {"q3_k_s", DType::Q4_0}, {"q4_k_s", DType::Q5_0}, {"q5_k_s", DType::Q5_1}, {"q6_k", DType::Q8_0}}) {
+    const std::string out = test::temp_path("odd-" + type + ".gguf");
+    const auto r = test::run_command(test::slm_binary() + " quantize " + q(in) + " " + q(out) + " " + type, true);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("row length 288 does not fit"), std::string::npos) << r.output;
+    const auto types = tensor_types(out);
+    EXPECT_EQ(dtype_name(types.at("token_embd.weight")), dtype_name(want_embd)) << type;
+    // ffn_down rows are 768 long: a multiple of 256, so the mix's own type.
+    EXPECT_EQ(traits(types.at("blk.0.ffn_down.weight")).block_size, 256u) << type;
+  }
+}
+
 // Fewer bits, more error: each new mix against the F32 model's logits.
 TEST(CliQuantize, LowBitMixesOrderByError) {
   SLM_REQUIRE_TESTDATA();

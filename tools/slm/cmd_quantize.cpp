@@ -156,18 +156,20 @@ bool has_role(const std::string& name, Role role) {
   return false;
 }
 
-// A type whose block divides the row length, when the wanted one does not
-// (the reference quantizer's choices; it writes IQ4_NL for Q2_K / Q3_K,
-// which slm does not write: Q4_0, the same size).
+// A type whose block divides the row length, when the wanted one does not:
+// the 256-element K types fall back to a 32-element type of about the same
+// size (the reference quantizer's choices; it writes IQ4_NL for Q2_K / Q3_K,
+// which slm does not write: Q4_0, the same size), anything else to F16.
 DType fallback(DType wanted, int64_t cols) {
+  static const std::pair<DType, DType> kFallbacks[] = {
+      {DType::Q2_K, DType::Q4_0}, {DType::Q3_K, DType::Q4_0}, {DType::Q4_K, DType::Q5_0},
+      {DType::Q5_K, DType::Q5_1}, {DType::Q6_K, DType::Q8_0},
+  };
   auto fits = [&](DType t) { return cols % static_cast<int64_t>(traits(t).block_size) == 0; };
   if (fits(wanted)) return wanted;
-  DType alt = DType::F16;
-  if (wanted == DType::Q2_K || wanted == DType::Q3_K) alt = DType::Q4_0;
-  if (wanted == DType::Q4_K) alt = DType::Q5_0;
-  if (wanted == DType::Q5_K) alt = DType::Q5_1;
-  if (wanted == DType::Q6_K) alt = DType::Q8_0;
-  return fits(alt) ? alt : DType::F16;
+  for (const auto& [from, to] : kFallbacks)
+    if (from == wanted && fits(to)) return to;
+  return DType::F16;
 }
 
 struct ModelShape {
