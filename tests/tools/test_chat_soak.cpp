@@ -98,7 +98,9 @@ TEST(ChatSoak, TwoThousandTurnsWithContextShiftsKeepMemoryFlat) {
   };
   std::vector<long> rss;
   int dropped = 0;
-  const int kTurns = 2000, kEvery = 100;
+  // Under ASan the session is the check (no memory error over hundreds of
+  // shifts), not the resident memory: fewer turns keep it to a minute.
+  const int kTurns = kSanitized ? 300 : 2000, kEvery = 100;
   for (int turn = 0; turn < kTurns; turn += kEvery) {
     std::string block;
     for (int t = 0; t < kEvery; ++t) {
@@ -125,7 +127,10 @@ TEST(ChatSoak, TwoThousandTurnsWithContextShiftsKeepMemoryFlat) {
   for (long r : rss) samples += std::to_string(r) + " ";
   RecordProperty("anon_rss_kib_every_100_turns", samples);
   ASSERT_EQ(rss.size(), static_cast<size_t>(kTurns / kEvery));
-  if (kSanitized) GTEST_SKIP() << "resident memory not compared under AddressSanitizer (its quarantine keeps freed memory)";
+  if (kSanitized) {
+    std::printf("resident memory not compared under AddressSanitizer (its quarantine keeps freed memory)\n");
+    return;
+  }
   ASSERT_GT(rss[0], 0) << "no RssAnon in /proc";
   for (size_t i = 1; i < rss.size(); ++i)
     EXPECT_LE(rss[i], rss[0] + rss[0] / 20) << "after " << (i + 1) * kEvery << " turns: " << rss[i] << " KiB vs "
