@@ -1,7 +1,9 @@
 // Kernel speed: GEMV (decode) per weight type against the machine's measured
 // read bandwidth, GEMM (prefill, 512 tokens) in GFLOP/s, and attention at
 // depth 4096 (decode: K/V GB/s against the read bandwidth; prefill of 512
-// tokens: GFLOP/s) per KV cache type.
+// tokens: GFLOP/s) per KV cache type. GemmPacked4 / GemmPacked512: the
+// row-interleaved layout the model loader makes, at 4 tokens (serving 4
+// streams) and 512 (prefill).
 //
 //   bench_kernels [--benchmark_filter=Gemv] [--benchmark_min_time=2]
 //   SLM_ISA=avx2 bench_kernels ...      (force a kernel path; default: best)
@@ -98,15 +100,20 @@ void BM_Gemv(benchmark::State& state, DType type) {
   state.SetLabel(std::string(k::isa_name(kt.isa)));
 }
 
-void BM_Gemm(benchmark::State& state, DType type) {
+// Weights as loaded (packed: re-laid for the row-interleaved kernel where the
+// table has one, as the model loader does) against `tokens` tokens; the
+// 3072 x 3072 matrix stays in L3, so this measures the kernel's arithmetic.
+void BM_Gemm(benchmark::State& state, DType type, int64_t tokens, bool packed) {
   const int threads = static_cast<int>(state.range(0));
-  const int64_t cols = 3072, rows = 3072, tokens = 512;
+  const int64_t cols = 3072, rows = 3072;
   const Weights& w = weights(type, cols, rows, 0);
   const k::KernelTable& kt = k::active_kernels();
   std::vector<float> x(static_cast<size_t>(cols * tokens)), y(static_cast<size_t>(rows * tokens));
   for (size_t i = 0; i < x.size(); ++i) x[i] = static_cast<float>(i % 17) * 0.01f - 0.08f;
   std::vector<uint8_t> scratch;
-  const k::WeightMatrix m = k::make_weight_matrix(w.copies[0].get(), type, cols, rows);
+  std::unique_ptr<uint8_t[]> packed_storage;
+  k::WeightMatrix m = k::make_weight_matrix(w.copies[0].get(), type, cols, rows);
+  if (packed) m = k::pack_weight_matrix(kt, m, packed_storage, threads);
   for (auto _ : state) {
     k::matmul(kt, m, x.data(), tokens, y.data(), rows, threads, scratch);
     benchmark::DoNotOptimize(y.data());
@@ -177,7 +184,16 @@ const bool kRegistered = [] {
   }
   for (DType t : kTypes) {
     const std::string name(slm::dtype_name(t));
-    benchmark::RegisterBenchmark(("Gemm512/" + name).c_str(), BM_Gemm, t)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("Gemm512/" + name).c_str(), BM_Gemm, t, int64_t{512}, false)
+        ->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+  }
+  // The loaded layout: prefill, and the 4-token batches of serving 4 streams.
+  for (DType t : kTypes) {
+    if (!k::can_pack(k::active_kernels(), t, 3072)) continue;
+    const std::string name(slm::dtype_name(t));
+    for (int64_t tokens : {int64_t{4}, int64_t{512}})
+      benchmark::RegisterBenchmark(("GemmPacked" + std::to_string(tokens) + "/" + name).c_str(), BM_Gemm, t, tokens, true)
+          ->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   for (DType t : {DType::F16, DType::Q8_0}) {
     const std::string name(slm::dtype_name(t));
