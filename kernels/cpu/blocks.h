@@ -86,6 +86,11 @@ using BlockQ8_0x8 = BlockX8<kQK>;
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "Q4_0x8 holds 8 Q4_0 blocks");
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "Q8_0x8 holds 8 Q8_0 blocks");
 
+// Row-interleaved F16 / BF16: element-wise, no blocks. Element e of rows
+// 0..7 are 8 consecutive halves, so one 16-byte load widens to a vector
+// holding one row per lane and meets one broadcast element of a token:
+//   h[8 * e + k]               element e of row k
+
 // Q8_1: Q8_0 plus s = d * sum(qs) (a GGUF format slm reads; slm's own
 // activations use BlockQ8Act below).
 struct BlockQ8_1 {
@@ -194,6 +199,18 @@ struct BlockQ4_Kx8 {
   uint8_t qs[kInterleave * kQK_K / 2];
 };
 static_assert(sizeof(BlockQ4_Kx8) == 8 * sizeof(BlockQ4_K) + 32, "Q4_Kx8 holds 8 Q4_K blocks, scales unpacked");
+
+// Row-interleaved Q5_K: Q4_Kx8 for the scales and low four bits, and the
+// fifth bits interleaved as the quant bytes of one group are:
+//   qh[32 * t + 4 * k + i]     byte 4 * t + i of row k's qh, t < 8
+// so step s's quant vector (its bytes are qs bytes 4 * (s % 8) + i of group
+// g = s / 8) meets qh vector t = s % 8, whose bit 2g is the fifth bit of the
+// low nibbles and bit 2g + 1 that of the high nibbles (BlockQ5_K).
+struct BlockQ5_Kx8 {
+  BlockQ4_Kx8 low;
+  uint8_t qh[kInterleave * kQK_K / 8];
+};
+static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K) + 32, "Q5_Kx8 holds 8 Q5_K blocks, scales unpacked");
 
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block:
 // j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;

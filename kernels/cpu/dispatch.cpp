@@ -204,15 +204,22 @@ size_t kv_row_bytes(DType type, int64_t head_dim) {
   }
 }
 
-bool can_interleave(DType type) { return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K; }
+bool can_interleave(DType type) {
+  return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K || type == DType::Q5_K || type == DType::F16 ||
+         type == DType::BF16;
+}
 
 size_t x8_group_bytes(DType type, int64_t cols) {
   if (type == DType::Q4_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ4_Kx8);
+  if (type == DType::Q5_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ5_Kx8);
   if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
   return kInterleave * static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)));
 }
 
 namespace {
+
+// F16 and BF16 interleave element by element (blocks.h).
+bool is_half_float(DType type) { return type == DType::F16 || type == DType::BF16; }
 
 // Bytes of quants in one plain block of Q4_0 / Q8_0 (a 2-byte f16 scale
 // followed by them).
@@ -227,25 +234,60 @@ void pack_scale_min_k4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
   }
 }
 
+// Q4_K / Q5_K block i of 8 rows -> its Q4_Kx8 part, and back.
+template <typename Block>
+void pack_k4_part(const uint8_t* src, size_t row_bytes, int64_t i, BlockQ4_Kx8& g) {
+  for (int k = 0; k < kInterleave; ++k) {
+    const Block& b = reinterpret_cast<const Block*>(src + static_cast<size_t>(k) * row_bytes)[i];
+    g.d[k] = b.d;
+    g.dmin[k] = b.dmin;
+    for (int j = 0; j < 8; ++j) {
+      uint8_t sc, mn;
+      unpack_scale_min_k4(j, b.scales, &sc, &mn);
+      g.scales[j][k] = sc;
+      g.mins[j / 2][k][j % 2] = mn;
+    }
+    for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(g.qs + 32 * st + 4 * k, b.qs + 4 * st, 4);
+  }
+}
+
+template <typename Block>
+void unpack_k4_part(const BlockQ4_Kx8& g, int r, Block& b) {
+  b.d = g.d[r];
+  b.dmin = g.dmin[r];
+  uint8_t sc[8], mn[8];
+  for (int j = 0; j < 8; ++j) {
+    sc[j] = g.scales[j][r];
+    mn[j] = g.mins[j / 2][r][j % 2];
+  }
+  pack_scale_min_k4(sc, mn, b.scales);
+  for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.qs + 4 * st, g.qs + 32 * st + 4 * r, 4);
+}
+
 }  // namespace
 
 void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out) {
   const auto* src = static_cast<const uint8_t*>(rows);
+  if (is_half_float(type)) {
+    auto* dst = static_cast<uint16_t*>(out);
+    for (int k = 0; k < kInterleave; ++k) {
+      const auto* row = reinterpret_cast<const uint16_t*>(src + static_cast<size_t>(k) * row_bytes);
+      for (int64_t e = 0; e < cols; ++e) dst[kInterleave * e + k] = row[e];
+    }
+    return;
+  }
   if (type == DType::Q4_K) {
     auto* dst = static_cast<BlockQ4_Kx8*>(out);
+    for (int64_t i = 0; i < cols / kQK_K; ++i) pack_k4_part<BlockQ4_K>(src, row_bytes, i, dst[i]);
+    return;
+  }
+  if (type == DType::Q5_K) {
+    auto* dst = static_cast<BlockQ5_Kx8*>(out);
     for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      BlockQ4_Kx8& g = dst[i];
+      pack_k4_part<BlockQ5_K>(src, row_bytes, i, dst[i].low);
       for (int k = 0; k < kInterleave; ++k) {
-        const auto& b = reinterpret_cast<const BlockQ4_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
-        g.d[k] = b.d;
-        g.dmin[k] = b.dmin;
-        for (int j = 0; j < 8; ++j) {
-          uint8_t sc, mn;
-          unpack_scale_min_k4(j, b.scales, &sc, &mn);
-          g.scales[j][k] = sc;
-          g.mins[j / 2][k][j % 2] = mn;
-        }
-        for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(g.qs + 32 * st + 4 * k, b.qs + 4 * st, 4);
+        const auto& b = reinterpret_cast<const BlockQ5_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
+        for (int t = 0; t < kQK_K / 32; ++t) std::memcpy(dst[i].qh + 32 * t + 4 * k, b.qh + 4 * t, 4);
       }
     }
     return;
@@ -264,21 +306,24 @@ void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, 
 }
 
 void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out) {
+  if (is_half_float(type)) {
+    const auto* src = static_cast<const uint16_t*>(packed);
+    auto* dst = static_cast<uint16_t*>(out);
+    for (int64_t e = 0; e < cols; ++e) dst[e] = src[kInterleave * e + r];
+    return;
+  }
   if (type == DType::Q4_K) {
     const auto* src = static_cast<const BlockQ4_Kx8*>(packed);
     auto* dst = static_cast<BlockQ4_K*>(out);
+    for (int64_t i = 0; i < cols / kQK_K; ++i) unpack_k4_part(src[i], r, dst[i]);
+    return;
+  }
+  if (type == DType::Q5_K) {
+    const auto* src = static_cast<const BlockQ5_Kx8*>(packed);
+    auto* dst = static_cast<BlockQ5_K*>(out);
     for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      const BlockQ4_Kx8& g = src[i];
-      BlockQ4_K& b = dst[i];
-      b.d = g.d[r];
-      b.dmin = g.dmin[r];
-      uint8_t sc[8], mn[8];
-      for (int j = 0; j < 8; ++j) {
-        sc[j] = g.scales[j][r];
-        mn[j] = g.mins[j / 2][r][j % 2];
-      }
-      pack_scale_min_k4(sc, mn, b.scales);
-      for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.qs + 4 * st, g.qs + 32 * st + 4 * r, 4);
+      unpack_k4_part(src[i].low, r, dst[i]);
+      for (int t = 0; t < kQK_K / 32; ++t) std::memcpy(dst[i].qh + 4 * t, src[i].qh + 32 * t + 4 * r, 4);
     }
     return;
   }
