@@ -212,6 +212,25 @@ struct BlockQ5_Kx8 {
 };
 static_assert(sizeof(BlockQ5_Kx8) == 8 * sizeof(BlockQ5_K) + 32, "Q5_Kx8 holds 8 Q5_K blocks, scales unpacked");
 
+// Row-interleaved Q6_K: ql and qh each interleaved 4 bytes per row per
+// 32-byte step, the scales in pairs per row (a sub-block pair's two scales
+// are the two 16-bit halves of a row's lane after one widening).
+//   d[k]                       row k's scale (f16)
+//   scales[p][k][h]            row k's scale of sub-block 2p + h (p < 8)
+//   ql[32 * s + 4 * k + i]     byte 4 * s + i of row k's ql, s < 32
+//   qh[32 * t + 4 * k + i]     byte 4 * t + i of row k's qh, t < 16
+// So in half h, for u < 8 (BlockQ6_K's element rules with l = 4u + i):
+// ql step 16h + u holds elements 4u + i (low nibbles) and 64 + 4u + i (high),
+// ql step 16h + 8 + u elements 32 + 4u + i and 96 + 4u + i, and qh step
+// 8h + u all four elements' high bits.
+struct BlockQ6_Kx8 {
+  uint16_t d[kInterleave];
+  int8_t scales[8][kInterleave][2];
+  uint8_t ql[kInterleave * kQK_K / 2];
+  uint8_t qh[kInterleave * kQK_K / 4];
+};
+static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K blocks");
+
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block:
 // j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;
 // j >= 4: low 4 bits from byte j + 4 (scale: low nibble, min: high nibble),

@@ -205,13 +205,14 @@ size_t kv_row_bytes(DType type, int64_t head_dim) {
 }
 
 bool can_interleave(DType type) {
-  return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K || type == DType::Q5_K || type == DType::F16 ||
-         type == DType::BF16;
+  return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K ||
+         type == DType::F16 || type == DType::BF16;
 }
 
 size_t x8_group_bytes(DType type, int64_t cols) {
   if (type == DType::Q4_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ4_Kx8);
   if (type == DType::Q5_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ5_Kx8);
+  if (type == DType::Q6_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ6_Kx8);
   if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
   return kInterleave * static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)));
 }
@@ -281,6 +282,20 @@ void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, 
     for (int64_t i = 0; i < cols / kQK_K; ++i) pack_k4_part<BlockQ4_K>(src, row_bytes, i, dst[i]);
     return;
   }
+  if (type == DType::Q6_K) {
+    auto* dst = static_cast<BlockQ6_Kx8*>(out);
+    for (int64_t i = 0; i < cols / kQK_K; ++i) {
+      BlockQ6_Kx8& g = dst[i];
+      for (int k = 0; k < kInterleave; ++k) {
+        const auto& b = reinterpret_cast<const BlockQ6_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
+        g.d[k] = b.d;
+        for (int j = 0; j < kQK_K / 16; ++j) g.scales[j / 2][k][j % 2] = b.scales[j];
+        for (int s = 0; s < kQK_K / 8; ++s) std::memcpy(g.ql + 32 * s + 4 * k, b.ql + 4 * s, 4);
+        for (int t = 0; t < kQK_K / 16; ++t) std::memcpy(g.qh + 32 * t + 4 * k, b.qh + 4 * t, 4);
+      }
+    }
+    return;
+  }
   if (type == DType::Q5_K) {
     auto* dst = static_cast<BlockQ5_Kx8*>(out);
     for (int64_t i = 0; i < cols / kQK_K; ++i) {
@@ -316,6 +331,19 @@ void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* ou
     const auto* src = static_cast<const BlockQ4_Kx8*>(packed);
     auto* dst = static_cast<BlockQ4_K*>(out);
     for (int64_t i = 0; i < cols / kQK_K; ++i) unpack_k4_part(src[i], r, dst[i]);
+    return;
+  }
+  if (type == DType::Q6_K) {
+    const auto* src = static_cast<const BlockQ6_Kx8*>(packed);
+    auto* dst = static_cast<BlockQ6_K*>(out);
+    for (int64_t i = 0; i < cols / kQK_K; ++i) {
+      const BlockQ6_Kx8& g = src[i];
+      BlockQ6_K& b = dst[i];
+      b.d = g.d[r];
+      for (int j = 0; j < kQK_K / 16; ++j) b.scales[j] = g.scales[j / 2][r][j % 2];
+      for (int s = 0; s < kQK_K / 8; ++s) std::memcpy(b.ql + 4 * s, g.ql + 32 * s + 4 * r, 4);
+      for (int t = 0; t < kQK_K / 16; ++t) std::memcpy(b.qh + 4 * t, g.qh + 32 * t + 4 * r, 4);
+    }
     return;
   }
   if (type == DType::Q5_K) {

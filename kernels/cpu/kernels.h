@@ -178,7 +178,7 @@ bool can_quantize(DType type);
 
 // Row interleaving (blocks.h BlockX8, BlockQ4_Kx8, the F16 / BF16 element
 // interleave), for the types that have a layout: Q4_0, Q8_0, Q4_K, Q5_K,
-// F16, BF16. Whether `type` has one.
+// Q6_K, F16, BF16. Whether `type` has one.
 bool can_interleave(DType type);
 // Bytes of one interleaved group of 8 rows of `cols` elements.
 size_t x8_group_bytes(DType type, int64_t cols);

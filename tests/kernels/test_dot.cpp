@@ -277,14 +277,15 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
   int checked = 0;
   for (Isa isa : available_isas()) {
     const KernelTable& k = kernel_table(isa);
-    for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::F16, DType::BF16}) {
+    for (DType type : {DType::Q4_0, DType::Q8_0, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::F16, DType::BF16}) {
       const bool x86_or_ref = isa == Isa::ref || isa == Isa::avx2 || isa == Isa::avx512 || isa == Isa::avx512_vnni;
       EXPECT_EQ(can_pack(k, type, 8), x86_or_ref) << isa_name(isa);
       EXPECT_FALSE(can_pack(k, type, 7)) << "fewer rows than a group";
       if (!can_pack(k, type, 8)) continue;
       for (int64_t rows : {8, 13, 16, 37}) {
         // Float rows: lengths that do not fill the kernel's 32-element sums, and odd ones.
-        const std::vector<int64_t> lengths = type == DType::Q4_K || type == DType::Q5_K  ? std::vector<int64_t>{256, 768, 3072}
+        const bool k_format = type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K;
+        const std::vector<int64_t> lengths = k_format                                    ? std::vector<int64_t>{256, 768, 3072}
                                              : type == DType::F16 || type == DType::BF16 ? std::vector<int64_t>{7, 33, 96, 3072}
                                                                                          : std::vector<int64_t>{32, 96, 3072};
         for (int64_t cols : lengths) {

@@ -232,7 +232,7 @@ void dot_k_q8_k(int64_t n, const void* w, const void* x, size_t xs, int nx, floa
   }
 }
 
-// Row-interleaved Q4_0 / Q8_0 / Q4_K / Q5_K / F16 / BF16: each of the 8 rows back to plain
+// Row-interleaved Q4_0 / Q8_0 / Q4_K / Q5_K / Q6_K / F16 / BF16: each of the 8 rows back to plain
 // blocks, then the plain kernel — the packed kernels' specification is the
 // plain one.
 template <DType kType, typename Block, DotFn kPlain>
@@ -267,6 +267,7 @@ void fill_dot_table(KernelTable& t) {
   t.types[static_cast<int>(DType::Q8_0)].dot_x8 = dot_x8<DType::Q8_0, BlockQ8_0, dot_q_act<BlockQ8_0>>;
   t.types[static_cast<int>(DType::Q4_K)].dot_x8 = dot_x8<DType::Q4_K, BlockQ4_K, dot_k_q8_k<BlockQ4_K>>;
   t.types[static_cast<int>(DType::Q5_K)].dot_x8 = dot_x8<DType::Q5_K, BlockQ5_K, dot_k_q8_k<BlockQ5_K>>;
+  t.types[static_cast<int>(DType::Q6_K)].dot_x8 = dot_x8<DType::Q6_K, BlockQ6_K, dot_k_q8_k<BlockQ6_K>>;
   t.types[static_cast<int>(DType::F16)].dot_x8 = dot_x8<DType::F16, uint16_t, dot_f16>;
   t.types[static_cast<int>(DType::BF16)].dot_x8 = dot_x8<DType::BF16, uint16_t, dot_bf16>;
 }
