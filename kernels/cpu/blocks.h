@@ -86,10 +86,14 @@ using BlockQ8_0x8 = BlockX8<kQK>;
 static_assert(sizeof(BlockQ4_0x8) == 8 * sizeof(BlockQ4_0), "Q4_0x8 holds 8 Q4_0 blocks");
 static_assert(sizeof(BlockQ8_0x8) == 8 * sizeof(BlockQ8_0), "Q8_0x8 holds 8 Q8_0 blocks");
 
-// Row-interleaved F16 / BF16: element-wise, no blocks. Element e of rows
-// 0..7 are 8 consecutive halves, so one 16-byte load widens to a vector
-// holding one row per lane and meets one broadcast element of a token:
-//   h[8 * e + k]               element e of row k
+// Row-interleaved F16 / BF16: 8 elements of each of the 8 rows per 128-byte
+// block, so a kernel pass over a few rows reads short contiguous runs and
+// the 8 rows' data for a stretch of elements is one contiguous range:
+//   h[64 * b + 8 * k + j]      element 8b + j of row k, for b < cols / 8
+//   h[64 * nb + t * k + j]     the t = cols % 8 last elements (nb = cols / 8)
+constexpr int64_t half_x8_index(int64_t cols, int k, int64_t e) {
+  return e < cols / 8 * 8 ? 64 * (e / 8) + 8 * k + e % 8 : cols / 8 * 64 + (cols % 8) * k + e % 8;
+}
 
 // Q8_1: Q8_0 plus s = d * sum(qs) (a GGUF format slm reads; slm's own
 // activations use BlockQ8Act below).

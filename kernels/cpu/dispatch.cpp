@@ -219,7 +219,7 @@ size_t x8_group_bytes(DType type, int64_t cols) {
 
 namespace {
 
-// F16 and BF16 interleave element by element (blocks.h).
+// F16 and BF16 interleave by 8 elements (blocks.h half_x8_index).
 bool is_half_float(DType type) { return type == DType::F16 || type == DType::BF16; }
 
 // Bytes of quants in one plain block of Q4_0 / Q8_0 (a 2-byte f16 scale
@@ -273,7 +273,7 @@ void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, 
     auto* dst = static_cast<uint16_t*>(out);
     for (int k = 0; k < kInterleave; ++k) {
       const auto* row = reinterpret_cast<const uint16_t*>(src + static_cast<size_t>(k) * row_bytes);
-      for (int64_t e = 0; e < cols; ++e) dst[kInterleave * e + k] = row[e];
+      for (int64_t e = 0; e < cols; ++e) dst[half_x8_index(cols, k, e)] = row[e];
     }
     return;
   }
@@ -324,7 +324,7 @@ void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* ou
   if (is_half_float(type)) {
     const auto* src = static_cast<const uint16_t*>(packed);
     auto* dst = static_cast<uint16_t*>(out);
-    for (int64_t e = 0; e < cols; ++e) dst[e] = src[kInterleave * e + r];
+    for (int64_t e = 0; e < cols; ++e) dst[e] = src[half_x8_index(cols, r, e)];
     return;
   }
   if (type == DType::Q4_K) {

@@ -1,6 +1,7 @@
 #include "cpu/matmul.h"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <string>
 
@@ -151,8 +152,12 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
 void matmul(const KernelTable& k, const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int64_t ldy,
             int n_threads, std::vector<uint8_t>& scratch) {
   const size_t act_bytes = activation_row_bytes(k, w.type, w.cols);
-  if (scratch.size() < act_bytes * static_cast<size_t>(n_tokens)) scratch.resize(act_bytes * static_cast<size_t>(n_tokens));
-  void* acts = scratch.data();
+  // On a 64-byte boundary: the kernels' 32-byte activation loads then never
+  // straddle two cache lines (f32 rows are multiples of 32 bytes).
+  constexpr size_t kAlign = 64;
+  if (scratch.size() < act_bytes * static_cast<size_t>(n_tokens) + kAlign)
+    scratch.resize(act_bytes * static_cast<size_t>(n_tokens) + kAlign);
+  void* acts = scratch.data() + (kAlign - reinterpret_cast<uintptr_t>(scratch.data()) % kAlign) % kAlign;
   parallel_for(n_tokens, n_threads, [&](int64_t t0, int64_t t1) { convert_activations(k, w.type, x, w.cols, t0, t1, acts); });
   // Rows in multiples of 16 per thread: whole cache lines of y per thread.
   parallel_for(w.rows, n_threads, [&](int64_t r0, int64_t r1) { matmul_rows(k, w, acts, n_tokens, y, ldy, r0, r1); }, 16);
