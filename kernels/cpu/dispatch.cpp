@@ -271,9 +271,11 @@ void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, 
   const auto* src = static_cast<const uint8_t*>(rows);
   if (is_half_float(type)) {
     auto* dst = static_cast<uint16_t*>(out);
+    const int64_t whole = cols / 8 * 8;  // runs of 8 elements, then the tail (half_x8_index)
     for (int k = 0; k < kInterleave; ++k) {
       const auto* row = reinterpret_cast<const uint16_t*>(src + static_cast<size_t>(k) * row_bytes);
-      for (int64_t e = 0; e < cols; ++e) dst[half_x8_index(cols, k, e)] = row[e];
+      for (int64_t e = 0; e < whole; e += 8) std::memcpy(dst + half_x8_index(cols, k, e), row + e, 16);
+      for (int64_t e = whole; e < cols; ++e) dst[half_x8_index(cols, k, e)] = row[e];
     }
     return;
   }
@@ -324,7 +326,9 @@ void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* ou
   if (is_half_float(type)) {
     const auto* src = static_cast<const uint16_t*>(packed);
     auto* dst = static_cast<uint16_t*>(out);
-    for (int64_t e = 0; e < cols; ++e) dst[e] = src[half_x8_index(cols, r, e)];
+    const int64_t whole = cols / 8 * 8;
+    for (int64_t e = 0; e < whole; e += 8) std::memcpy(dst + e, src + half_x8_index(cols, r, e), 16);
+    for (int64_t e = whole; e < cols; ++e) dst[e] = src[half_x8_index(cols, r, e)];
     return;
   }
   if (type == DType::Q4_K) {
