@@ -103,15 +103,30 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
   const size_t group = w.packed ? x8_group_bytes(w.type, w.cols) : 0;
   float out8[kInterleave * kMaxDotCols];
   std::vector<uint8_t> unpacked;
+  // Chunks of more than one tile expand each group once (ExpandedKx8) for
+  // all their tiles, where the path can.
+  const bool can_expand = w.packed && tk.expand_x8 && tk.dot_expanded;
+  uint8_t* expanded = nullptr;
+  if (can_expand && n_tokens > kMaxDotCols) {
+    thread_local std::vector<uint8_t> expand_buffer;
+    const size_t bytes = static_cast<size_t>(w.cols / kQK_K) * sizeof(ExpandedKx8) + alignof(ExpandedKx8);
+    if (expand_buffer.size() < bytes) expand_buffer.resize(bytes);
+    const auto base = reinterpret_cast<uintptr_t>(expand_buffer.data());
+    expanded = expand_buffer.data() + (alignof(ExpandedKx8) - base % alignof(ExpandedKx8)) % alignof(ExpandedKx8);
+  }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const int64_t t1 = std::min(n_tokens, t0 + chunk);
+    const bool expand = expanded != nullptr && t1 - t0 > kMaxDotCols;
     int64_t r = r0;
     while (r < packed_end) {
       const uint8_t* g = packed + static_cast<size_t>(r / kInterleave) * group;
       if (r % kInterleave == 0 && r + kInterleave <= packed_end) {
+        if (expand) tk.expand_x8(w.cols, g, expanded);
+        const DotX8Fn dot_group = expand ? tk.dot_expanded : tk.dot_x8;
+        const uint8_t* weights = expand ? expanded : g;
         for (int64_t t = t0; t < t1; t += kMaxDotCols) {
           const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
-          tk.dot_x8(w.cols, g, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out8);
+          dot_group(w.cols, weights, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out8);
           for (int c = 0; c < nx; ++c)
             for (int j = 0; j < kInterleave; ++j) y[(t + c) * ldy + r + j] = out8[j * kMaxDotCols + c];
         }

@@ -316,6 +316,13 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
             matmul(k, packed, x.data(), n_tokens, got1.data(), rows, 1, scratch);
             matmul(k, packed, x.data(), n_tokens, got2.data(), rows, 2, scratch);
             EXPECT_EQ(got1, got2) << "the thread split changed a result";
+            // A token gets the same bits alone as in a batch (longer batches
+            // take other kernels: ExpandedKx8 for the K formats).
+            for (int64_t t : {int64_t{0}, n_tokens - 1}) {
+              std::vector<float> alone(static_cast<size_t>(rows));
+              matmul(k, packed, x.data() + t * cols, 1, alone.data(), rows, 1, scratch);
+              EXPECT_TRUE(std::equal(alone.begin(), alone.end(), got1.begin() + t * rows)) << "token " << t << " of " << n_tokens;
+            }
             const auto wf = testing::dequantize(type, w.data(), rows, cols);
             for (int64_t t = 0; t < n_tokens; ++t)
               for (int64_t rr = 0; rr < rows; ++rr) {
