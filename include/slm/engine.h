@@ -33,6 +33,13 @@ struct EngineParams {
   SessionParams session;  // for each slot (n_batch: tokens per step, over all slots)
   int slots = 1;          // requests run at once, each slot keeping its prompt cache; at least 1
   int max_queue = 64;     // requests waiting beyond the running one; more are refused
+  // An idle engine that receives a request waits until no other has arrived
+  // for gather_quiet_ms (at most gather_max_ms in all) before its first step,
+  // so requests sent together share it: their prompts are evaluated in one
+  // batch, and no answer starts a whole prompt's step behind another.
+  // 0: start at once.
+  int gather_quiet_ms = 5;
+  int gather_max_ms = 20;
 };
 
 struct EngineRequest {

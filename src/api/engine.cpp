@@ -245,12 +245,27 @@ struct Engine::Impl {
     count_kv();
   }
 
+  // EngineParams::gather_quiet_ms: more arrivals for the first step of an
+  // idle engine, until the queue has been quiet that long or fills the slots.
+  void gather(std::unique_lock<std::mutex>& lock) {
+    if (params.gather_quiet_ms <= 0 || params.gather_max_ms <= 0) return;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(params.gather_max_ms);
+    const auto quiet = std::chrono::milliseconds(params.gather_quiet_ms);
+    for (size_t seen = queue.size(); !stopping && seen < slots.size(); seen = queue.size()) {
+      const auto until = std::min(deadline, std::chrono::steady_clock::now() + quiet);
+      if (!wake.wait_until(lock, until, [&] { return stopping || queue.size() > seen; })) return;
+    }
+  }
+
   void run() {
     for (;;) {
       std::vector<std::unique_ptr<Job>> arrived;
       {
         std::unique_lock<std::mutex> lock(mutex);
-        if (running == 0) wake.wait(lock, [&] { return stopping || !queue.empty(); });
+        if (running == 0) {
+          wake.wait(lock, [&] { return stopping || !queue.empty(); });
+          gather(lock);
+        }
         if (stopping && running == 0) return;  // stop() failed the queued ones
         while (!stopping && !queue.empty() && running < static_cast<int>(slots.size())) {
           arrived.push_back(std::move(queue.front()));

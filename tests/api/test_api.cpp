@@ -5,6 +5,7 @@
 #include <atomic>
 #include <future>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -454,6 +455,47 @@ TEST(Engine, ConcurrentRequestsAnswerAsTheyDoAlone) {
         EXPECT_EQ(st.reused_tokens, 0);
       }
     }
+  }
+}
+
+// EngineParams::gather_quiet_ms: a request that reaches an idle engine
+// shortly after another shares its first step (its first text comes before
+// the other's second); with gathering off the first request starts alone.
+TEST(Engine, RequestsSentTogetherShareTheFirstStep) {
+  SLM_REQUIRE_TESTDATA();
+  const auto model = Model::load(vocab_model());
+  for (int quiet_ms : {500, 0}) {
+    SCOPED_TRACE("gather_quiet_ms " + std::to_string(quiet_ms));
+    EngineParams ep;
+    ep.session.n_ctx = 128;
+    ep.slots = 2;
+    ep.gather_quiet_ms = quiet_ms;
+    ep.gather_max_ms = 2 * quiet_ms;
+    Engine engine(model, ep);
+    EngineRequest r;
+    r.prompt = "Once upon a time";
+    r.params.sampling.temperature = 0;
+    r.params.max_tokens = 8;
+    r.params.ignore_eos = true;
+    std::mutex m;
+    std::string order;  // one letter per text piece, in the order they came
+    auto record = [&](char who) {
+      std::lock_guard<std::mutex> lock(m);
+      order += who;
+      return true;
+    };
+    auto a = engine.submit(r, [&](std::string_view) { return record('a'); });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    auto b = engine.submit(r, [&](std::string_view) { return record('b'); });
+    ASSERT_TRUE(a && b);
+    EXPECT_EQ(a->get().n_generated, 8);
+    EXPECT_EQ(b->get().n_generated, 8);
+    const size_t a_before_b = order.find('b');
+    ASSERT_NE(a_before_b, std::string::npos) << order;
+    if (quiet_ms > 0)
+      EXPECT_LE(a_before_b, 1u) << order;
+    else
+      EXPECT_GE(a_before_b, 2u) << order;
   }
 }
 
