@@ -204,27 +204,68 @@ size_t kv_row_bytes(DType type, int64_t head_dim) {
   }
 }
 
-bool can_interleave(DType type) {
-  return type == DType::Q4_0 || type == DType::Q8_0 || type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K ||
-         type == DType::F16 || type == DType::BF16;
-}
-
-size_t x8_group_bytes(DType type, int64_t cols) {
-  if (type == DType::Q4_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ4_Kx8);
-  if (type == DType::Q5_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ5_Kx8);
-  if (type == DType::Q6_K) return static_cast<size_t>(cols / kQK_K) * sizeof(BlockQ6_Kx8);
-  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
-  return kInterleave * static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(cols)));
-}
-
 namespace {
 
-// F16 and BF16 interleave by 8 elements (blocks.h half_x8_index).
-bool is_half_float(DType type) { return type == DType::F16 || type == DType::BF16; }
+// F16 and BF16: 8 rows x 8 elements per 128-byte block (blocks.h half_x8_index).
+size_t half_group_bytes(int64_t cols) { return kInterleave * static_cast<size_t>(cols) * sizeof(uint16_t); }
 
-// Bytes of quants in one plain block of Q4_0 / Q8_0 (a 2-byte f16 scale
-// followed by them).
-size_t quant_bytes_32(DType type) { return type == DType::Q4_0 ? kQK / 2 : kQK; }
+void pack_half(const uint8_t* src, size_t row_bytes, int64_t cols, void* out) {
+  auto* dst = static_cast<uint16_t*>(out);
+  const int64_t whole = cols / 8 * 8;  // runs of 8 elements, then the tail (half_x8_index)
+  for (int k = 0; k < kInterleave; ++k) {
+    const auto* row = reinterpret_cast<const uint16_t*>(src + static_cast<size_t>(k) * row_bytes);
+    for (int64_t e = 0; e < whole; e += 8) std::memcpy(dst + half_x8_index(cols, k, e), row + e, 16);
+    for (int64_t e = whole; e < cols; ++e) dst[half_x8_index(cols, k, e)] = row[e];
+  }
+}
+
+void unpack_half(const void* packed, int64_t cols, int r, void* out) {
+  const auto* src = static_cast<const uint16_t*>(packed);
+  auto* dst = static_cast<uint16_t*>(out);
+  const int64_t whole = cols / 8 * 8;
+  for (int64_t e = 0; e < whole; e += 8) std::memcpy(dst + e, src + half_x8_index(cols, r, e), 16);
+  for (int64_t e = whole; e < cols; ++e) dst[e] = src[half_x8_index(cols, r, e)];
+}
+
+// Q4_0 / Q8_0 (blocks.h BlockX8<kQBytes>): per 32 elements the 8 rows'
+// f16 scales, then their quant bytes 4 per row per 32-byte step.
+template <size_t kQBytes>
+size_t x8_32_group_bytes(int64_t cols) {
+  return static_cast<size_t>(cols / kQK) * kInterleave * (2 + kQBytes);
+}
+
+template <size_t kQBytes>
+void pack_x8_32(const uint8_t* src, size_t row_bytes, int64_t cols, void* out) {
+  constexpr size_t block = 2 + kQBytes, packed = kInterleave * block;
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    uint8_t* group = dst + static_cast<size_t>(i) * packed;  // d[8], then qs
+    for (int k = 0; k < kInterleave; ++k) {
+      const uint8_t* b = src + static_cast<size_t>(k) * row_bytes + static_cast<size_t>(i) * block;
+      std::memcpy(group + 2 * k, b, 2);
+      for (size_t st = 0; st < kQBytes / 4; ++st) std::memcpy(group + 2 * kInterleave + 32 * st + 4 * k, b + 2 + 4 * st, 4);
+    }
+  }
+}
+
+template <size_t kQBytes>
+void unpack_x8_32(const void* packed, int64_t cols, int r, void* out) {
+  constexpr size_t block = 2 + kQBytes, group_bytes = kInterleave * block;
+  const auto* src = static_cast<const uint8_t*>(packed);
+  auto* dst = static_cast<uint8_t*>(out);
+  for (int64_t i = 0; i < cols / kQK; ++i) {
+    const uint8_t* group = src + static_cast<size_t>(i) * group_bytes;
+    uint8_t* b = dst + static_cast<size_t>(i) * block;
+    std::memcpy(b, group + 2 * r, 2);
+    for (size_t st = 0; st < kQBytes / 4; ++st) std::memcpy(b + 2 + 4 * st, group + 2 * kInterleave + 32 * st + 4 * r, 4);
+  }
+}
+
+// The K formats: one interleaved block (Group) per 256 elements of 8 rows.
+template <typename Group>
+size_t k_group_bytes(int64_t cols) {
+  return static_cast<size_t>(cols / kQK_K) * sizeof(Group);
+}
 
 // The inverse of unpack_scale_min_k4: 8 six-bit scales and mins -> 12 bytes.
 void pack_scale_min_k4(const uint8_t* sc, const uint8_t* mn, uint8_t* q) {
@@ -265,110 +306,109 @@ void unpack_k4_part(const BlockQ4_Kx8& g, int r, Block& b) {
   for (int st = 0; st < kQK_K / 8; ++st) std::memcpy(b.qs + 4 * st, g.qs + 32 * st + 4 * r, 4);
 }
 
-}  // namespace
+void pack_q4_k(const uint8_t* src, size_t row_bytes, int64_t cols, void* out) {
+  auto* dst = static_cast<BlockQ4_Kx8*>(out);
+  for (int64_t i = 0; i < cols / kQK_K; ++i) pack_k4_part<BlockQ4_K>(src, row_bytes, i, dst[i]);
+}
 
-void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out) {
-  const auto* src = static_cast<const uint8_t*>(rows);
-  if (is_half_float(type)) {
-    auto* dst = static_cast<uint16_t*>(out);
-    const int64_t whole = cols / 8 * 8;  // runs of 8 elements, then the tail (half_x8_index)
+void unpack_q4_k(const void* packed, int64_t cols, int r, void* out) {
+  const auto* src = static_cast<const BlockQ4_Kx8*>(packed);
+  auto* dst = static_cast<BlockQ4_K*>(out);
+  for (int64_t i = 0; i < cols / kQK_K; ++i) unpack_k4_part(src[i], r, dst[i]);
+}
+
+void pack_q5_k(const uint8_t* src, size_t row_bytes, int64_t cols, void* out) {
+  auto* dst = static_cast<BlockQ5_Kx8*>(out);
+  for (int64_t i = 0; i < cols / kQK_K; ++i) {
+    pack_k4_part<BlockQ5_K>(src, row_bytes, i, dst[i].low);
     for (int k = 0; k < kInterleave; ++k) {
-      const auto* row = reinterpret_cast<const uint16_t*>(src + static_cast<size_t>(k) * row_bytes);
-      for (int64_t e = 0; e < whole; e += 8) std::memcpy(dst + half_x8_index(cols, k, e), row + e, 16);
-      for (int64_t e = whole; e < cols; ++e) dst[half_x8_index(cols, k, e)] = row[e];
-    }
-    return;
-  }
-  if (type == DType::Q4_K) {
-    auto* dst = static_cast<BlockQ4_Kx8*>(out);
-    for (int64_t i = 0; i < cols / kQK_K; ++i) pack_k4_part<BlockQ4_K>(src, row_bytes, i, dst[i]);
-    return;
-  }
-  if (type == DType::Q6_K) {
-    auto* dst = static_cast<BlockQ6_Kx8*>(out);
-    for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      BlockQ6_Kx8& g = dst[i];
-      for (int k = 0; k < kInterleave; ++k) {
-        const auto& b = reinterpret_cast<const BlockQ6_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
-        g.d[k] = b.d;
-        for (int j = 0; j < kQK_K / 16; ++j) g.scales[j / 2][k][j % 2] = b.scales[j];
-        for (int s = 0; s < kQK_K / 8; ++s) std::memcpy(g.ql + 32 * s + 4 * k, b.ql + 4 * s, 4);
-        for (int t = 0; t < kQK_K / 16; ++t) std::memcpy(g.qh + 32 * t + 4 * k, b.qh + 4 * t, 4);
-      }
-    }
-    return;
-  }
-  if (type == DType::Q5_K) {
-    auto* dst = static_cast<BlockQ5_Kx8*>(out);
-    for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      pack_k4_part<BlockQ5_K>(src, row_bytes, i, dst[i].low);
-      for (int k = 0; k < kInterleave; ++k) {
-        const auto& b = reinterpret_cast<const BlockQ5_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
-        for (int t = 0; t < kQK_K / 32; ++t) std::memcpy(dst[i].qh + 32 * t + 4 * k, b.qh + 4 * t, 4);
-      }
-    }
-    return;
-  }
-  const size_t qb = quant_bytes_32(type), block = 2 + qb, packed = kInterleave * block;
-  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
-  auto* dst = static_cast<uint8_t*>(out);
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    uint8_t* group = dst + static_cast<size_t>(i) * packed;  // d[8], then qs
-    for (int k = 0; k < kInterleave; ++k) {
-      const uint8_t* b = src + static_cast<size_t>(k) * row_bytes + static_cast<size_t>(i) * block;
-      std::memcpy(group + 2 * k, b, 2);
-      for (size_t st = 0; st < qb / 4; ++st) std::memcpy(group + 2 * kInterleave + 32 * st + 4 * k, b + 2 + 4 * st, 4);
+      const auto& b = reinterpret_cast<const BlockQ5_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
+      for (int t = 0; t < kQK_K / 32; ++t) std::memcpy(dst[i].qh + 32 * t + 4 * k, b.qh + 4 * t, 4);
     }
   }
 }
 
+void unpack_q5_k(const void* packed, int64_t cols, int r, void* out) {
+  const auto* src = static_cast<const BlockQ5_Kx8*>(packed);
+  auto* dst = static_cast<BlockQ5_K*>(out);
+  for (int64_t i = 0; i < cols / kQK_K; ++i) {
+    unpack_k4_part(src[i].low, r, dst[i]);
+    for (int t = 0; t < kQK_K / 32; ++t) std::memcpy(dst[i].qh + 4 * t, src[i].qh + 32 * t + 4 * r, 4);
+  }
+}
+
+void pack_q6_k(const uint8_t* src, size_t row_bytes, int64_t cols, void* out) {
+  auto* dst = static_cast<BlockQ6_Kx8*>(out);
+  for (int64_t i = 0; i < cols / kQK_K; ++i) {
+    BlockQ6_Kx8& g = dst[i];
+    for (int k = 0; k < kInterleave; ++k) {
+      const auto& b = reinterpret_cast<const BlockQ6_K*>(src + static_cast<size_t>(k) * row_bytes)[i];
+      g.d[k] = b.d;
+      for (int j = 0; j < kQK_K / 16; ++j) g.scales[j / 2][k][j % 2] = b.scales[j];
+      for (int s = 0; s < kQK_K / 8; ++s) std::memcpy(g.ql + 32 * s + 4 * k, b.ql + 4 * s, 4);
+      for (int t = 0; t < kQK_K / 16; ++t) std::memcpy(g.qh + 32 * t + 4 * k, b.qh + 4 * t, 4);
+    }
+  }
+}
+
+void unpack_q6_k(const void* packed, int64_t cols, int r, void* out) {
+  const auto* src = static_cast<const BlockQ6_Kx8*>(packed);
+  auto* dst = static_cast<BlockQ6_K*>(out);
+  for (int64_t i = 0; i < cols / kQK_K; ++i) {
+    const BlockQ6_Kx8& g = src[i];
+    BlockQ6_K& b = dst[i];
+    b.d = g.d[r];
+    for (int j = 0; j < kQK_K / 16; ++j) b.scales[j] = g.scales[j / 2][r][j % 2];
+    for (int s = 0; s < kQK_K / 8; ++s) std::memcpy(b.ql + 4 * s, g.ql + 32 * s + 4 * r, 4);
+    for (int t = 0; t < kQK_K / 16; ++t) std::memcpy(b.qh + 4 * t, g.qh + 32 * t + 4 * r, 4);
+  }
+}
+
+// A row-interleaved layout: the bytes of a group of 8 rows of `cols`
+// elements, 8 plain rows (row_bytes apart) -> a group, and one row back.
+struct InterleavedLayout {
+  size_t (*group_bytes)(int64_t cols);
+  void (*pack)(const uint8_t* rows, size_t row_bytes, int64_t cols, void* out);
+  void (*unpack)(const void* packed, int64_t cols, int r, void* out);
+};
+
+const InterleavedLayout* interleaved_layout(DType type) {
+  static constexpr InterleavedLayout kHalf{half_group_bytes, pack_half, unpack_half};
+  static constexpr InterleavedLayout kQ4_0{x8_32_group_bytes<kQK / 2>, pack_x8_32<kQK / 2>, unpack_x8_32<kQK / 2>};
+  static constexpr InterleavedLayout kQ8_0{x8_32_group_bytes<kQK>, pack_x8_32<kQK>, unpack_x8_32<kQK>};
+  static constexpr InterleavedLayout kQ4_K{k_group_bytes<BlockQ4_Kx8>, pack_q4_k, unpack_q4_k};
+  static constexpr InterleavedLayout kQ5_K{k_group_bytes<BlockQ5_Kx8>, pack_q5_k, unpack_q5_k};
+  static constexpr InterleavedLayout kQ6_K{k_group_bytes<BlockQ6_Kx8>, pack_q6_k, unpack_q6_k};
+  switch (type) {
+    case DType::F16:
+    case DType::BF16: return &kHalf;
+    case DType::Q4_0: return &kQ4_0;
+    case DType::Q8_0: return &kQ8_0;
+    case DType::Q4_K: return &kQ4_K;
+    case DType::Q5_K: return &kQ5_K;
+    case DType::Q6_K: return &kQ6_K;
+    default: return nullptr;
+  }
+}
+
+const InterleavedLayout& interleaved_layout_of(DType type) {
+  const InterleavedLayout* layout = interleaved_layout(type);
+  if (!layout) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
+  return *layout;
+}
+
+}  // namespace
+
+bool can_interleave(DType type) { return interleaved_layout(type) != nullptr; }
+
+size_t x8_group_bytes(DType type, int64_t cols) { return interleaved_layout_of(type).group_bytes(cols); }
+
+void pack_rows_x8(DType type, const void* rows, size_t row_bytes, int64_t cols, void* out) {
+  interleaved_layout_of(type).pack(static_cast<const uint8_t*>(rows), row_bytes, cols, out);
+}
+
 void unpack_row_x8(DType type, const void* packed, int64_t cols, int r, void* out) {
-  if (is_half_float(type)) {
-    const auto* src = static_cast<const uint16_t*>(packed);
-    auto* dst = static_cast<uint16_t*>(out);
-    const int64_t whole = cols / 8 * 8;
-    for (int64_t e = 0; e < whole; e += 8) std::memcpy(dst + e, src + half_x8_index(cols, r, e), 16);
-    for (int64_t e = whole; e < cols; ++e) dst[e] = src[half_x8_index(cols, r, e)];
-    return;
-  }
-  if (type == DType::Q4_K) {
-    const auto* src = static_cast<const BlockQ4_Kx8*>(packed);
-    auto* dst = static_cast<BlockQ4_K*>(out);
-    for (int64_t i = 0; i < cols / kQK_K; ++i) unpack_k4_part(src[i], r, dst[i]);
-    return;
-  }
-  if (type == DType::Q6_K) {
-    const auto* src = static_cast<const BlockQ6_Kx8*>(packed);
-    auto* dst = static_cast<BlockQ6_K*>(out);
-    for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      const BlockQ6_Kx8& g = src[i];
-      BlockQ6_K& b = dst[i];
-      b.d = g.d[r];
-      for (int j = 0; j < kQK_K / 16; ++j) b.scales[j] = g.scales[j / 2][r][j % 2];
-      for (int s = 0; s < kQK_K / 8; ++s) std::memcpy(b.ql + 4 * s, g.ql + 32 * s + 4 * r, 4);
-      for (int t = 0; t < kQK_K / 16; ++t) std::memcpy(b.qh + 4 * t, g.qh + 32 * t + 4 * r, 4);
-    }
-    return;
-  }
-  if (type == DType::Q5_K) {
-    const auto* src = static_cast<const BlockQ5_Kx8*>(packed);
-    auto* dst = static_cast<BlockQ5_K*>(out);
-    for (int64_t i = 0; i < cols / kQK_K; ++i) {
-      unpack_k4_part(src[i].low, r, dst[i]);
-      for (int t = 0; t < kQK_K / 32; ++t) std::memcpy(dst[i].qh + 4 * t, src[i].qh + 32 * t + 4 * r, 4);
-    }
-    return;
-  }
-  if (!can_interleave(type)) throw Error("no row-interleaved layout for " + std::string(dtype_name(type)));
-  const size_t qb = quant_bytes_32(type), block = 2 + qb, group_bytes = kInterleave * block;
-  const auto* src = static_cast<const uint8_t*>(packed);
-  auto* dst = static_cast<uint8_t*>(out);
-  for (int64_t i = 0; i < cols / kQK; ++i) {
-    const uint8_t* group = src + static_cast<size_t>(i) * group_bytes;
-    uint8_t* b = dst + static_cast<size_t>(i) * block;
-    std::memcpy(b, group + 2 * r, 2);
-    for (size_t st = 0; st < qb / 4; ++st) std::memcpy(b + 2 + 4 * st, group + 2 * kInterleave + 32 * st + 4 * r, 4);
-  }
+  interleaved_layout_of(type).unpack(packed, cols, r, out);
 }
 
 void quantize_row(DType type, const float* x, void* out, int64_t n) {
