@@ -21,6 +21,14 @@ WeightMatrix make_weight_matrix(const void* data, DType type, int64_t cols, int6
 
 namespace {
 
+// `bytes` of `buffer` starting on an `align` boundary (the buffer grows to
+// hold them; it keeps its size between calls, so reuse allocates nothing).
+uint8_t* aligned_bytes(std::vector<uint8_t>& buffer, size_t bytes, size_t align) {
+  if (buffer.size() < bytes + align) buffer.resize(bytes + align);
+  const auto base = reinterpret_cast<uintptr_t>(buffer.data());
+  return buffer.data() + (align - base % align) % align;
+}
+
 const TypeKernels& type_kernels(const KernelTable& k, DType type) {
   const auto id = static_cast<size_t>(type);
   if (id >= sizeof(k.types) / sizeof(k.types[0]) || !k.types[id].dot)
@@ -109,10 +117,7 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
   uint8_t* expanded = nullptr;
   if (can_expand && n_tokens > kMaxDotCols) {
     thread_local std::vector<uint8_t> expand_buffer;
-    const size_t bytes = static_cast<size_t>(w.cols / kQK_K) * sizeof(ExpandedKx8) + alignof(ExpandedKx8);
-    if (expand_buffer.size() < bytes) expand_buffer.resize(bytes);
-    const auto base = reinterpret_cast<uintptr_t>(expand_buffer.data());
-    expanded = expand_buffer.data() + (alignof(ExpandedKx8) - base % alignof(ExpandedKx8)) % alignof(ExpandedKx8);
+    expanded = aligned_bytes(expand_buffer, static_cast<size_t>(w.cols / kQK_K) * sizeof(ExpandedKx8), alignof(ExpandedKx8));
   }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const int64_t t1 = std::min(n_tokens, t0 + chunk);
@@ -169,10 +174,7 @@ void matmul(const KernelTable& k, const WeightMatrix& w, const float* x, int64_t
   const size_t act_bytes = activation_row_bytes(k, w.type, w.cols);
   // On a 64-byte boundary: the kernels' 32-byte activation loads then never
   // straddle two cache lines (f32 rows are multiples of 32 bytes).
-  constexpr size_t kAlign = 64;
-  if (scratch.size() < act_bytes * static_cast<size_t>(n_tokens) + kAlign)
-    scratch.resize(act_bytes * static_cast<size_t>(n_tokens) + kAlign);
-  void* acts = scratch.data() + (kAlign - reinterpret_cast<uintptr_t>(scratch.data()) % kAlign) % kAlign;
+  void* acts = aligned_bytes(scratch, act_bytes * static_cast<size_t>(n_tokens), 64);
   parallel_for(n_tokens, n_threads, [&](int64_t t0, int64_t t1) { convert_activations(k, w.type, x, w.cols, t0, t1, acts); });
   // Rows in multiples of 16 per thread: whole cache lines of y per thread.
   parallel_for(w.rows, n_threads, [&](int64_t r0, int64_t r1) { matmul_rows(k, w, acts, n_tokens, y, ldy, r0, r1); }, 16);
