@@ -129,8 +129,16 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
         if (expand) tk.expand_x8(w.cols, g, expanded);
         const DotX8Fn dot_group = expand ? tk.dot_expanded : tk.dot_x8;
         const uint8_t* weights = expand ? expanded : g;
+        // The expansion reads a group in one burst after the tiles of the
+        // one before: without help it waits on memory for most of it. Each
+        // tile asks for its share of the next group's lines (into L2).
+        const bool prefetch_next = expand && r + 2 * kInterleave <= packed_end;
+        const size_t share = (group / static_cast<size_t>((t1 - t0 + kMaxDotCols - 1) / kMaxDotCols) + 64) / 64 * 64;
+        size_t prefetched = 0;
         for (int64_t t = t0; t < t1; t += kMaxDotCols) {
           const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
+          for (size_t end = std::min(group, prefetched + share); prefetch_next && prefetched < end; prefetched += 64)
+            __builtin_prefetch(g + group + prefetched, 0, 2);
           dot_group(w.cols, weights, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out8);
           for (int c = 0; c < nx; ++c)
             for (int j = 0; j < kInterleave; ++j) y[(t + c) * ldy + r + j] = out8[j * kMaxDotCols + c];
