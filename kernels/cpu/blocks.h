@@ -235,12 +235,13 @@ struct BlockQ6_Kx8 {
 };
 static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K blocks");
 
-// One super-block of 8 row-interleaved K-quant rows (Q4_Kx8, Q5_Kx8 or
-// Q6_Kx8) expanded for a prefill chunk: matmul_rows builds it once per group
-// and token chunk, and every 4-token tile of the chunk reads it (the packed
-// kernels rebuild the levels from the bits for each tile). Not stored in a
-// file or kept past the chunk. Every sub-block is 16 elements here (a Q4_K /
-// Q5_K scale or min covers two of them):
+// One super-block of kRows row-interleaved K-quant rows (kRows / 8
+// consecutive Q4_Kx8, Q5_Kx8 or Q6_Kx8 groups) expanded for a prefill
+// chunk: matmul_rows builds it once per group and token chunk, and every
+// 4-token tile of the chunk reads it (the packed kernels rebuild the levels
+// from the bits for each tile). Not stored in a file or kept past the chunk.
+// Every sub-block is 16 elements here (a Q4_K / Q5_K scale or min covers two
+// of them):
 //   q[s][4 * k + i]       row k's level of element 4 * s + i, 0..63 (Q6_K
 //                         stored +32, Q4_K / Q5_K as stored)
 //   scale[j][2 * k + h]   row k's scale of sub-block j, in both 16-bit halves
@@ -248,15 +249,20 @@ static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K
 //                         2p + h: Q4_K / Q5_K the min, Q6_K 32 * the scale
 //   d[k], dmin[k]         row k's super-block scales as f32 (dmin: Q4_K, Q5_K)
 // A row's dot with a Q8_K block is d * sum_j scale_j * (q . x)_j minus
-// (dmin or d) * sum_j offset_j * (group sum j of x).
-struct alignas(32) ExpandedKx8 {
-  uint8_t q[kQK_K / 4][4 * kInterleave];
-  int16_t scale[kQK_K / 16][2 * kInterleave];
-  int16_t offset[kQK_K / 32][2 * kInterleave];
-  float d[kInterleave];
-  float dmin[kInterleave];
+// (dmin or d) * sum_j offset_j * (group sum j of x). The paths' kernels take
+// 8 rows (256-bit vectors) or 16 (512-bit: TypeKernels::expanded_rows).
+template <int kRows>
+struct alignas(64) ExpandedK {
+  uint8_t q[kQK_K / 4][4 * kRows];
+  int16_t scale[kQK_K / 16][2 * kRows];
+  int16_t offset[kQK_K / 32][2 * kRows];
+  float d[kRows];
+  float dmin[kRows];
 };
+using ExpandedKx8 = ExpandedK<kInterleave>;
+using ExpandedKx16 = ExpandedK<2 * kInterleave>;
 static_assert(sizeof(ExpandedKx8) == 2880, "ExpandedKx8: levels, scales, offsets and two f32 scales per row");
+static_assert(sizeof(ExpandedKx16) == 2 * sizeof(ExpandedKx8), "a 16-row expansion is two 8-row ones' bytes");
 
 // The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K block:
 // j < 4: scale = low 6 bits of byte j, min = low 6 bits of byte j + 4;

@@ -57,9 +57,10 @@ using Dot2Fn = void (*)(int64_t n, const void* w, size_t w_stride, const void* x
 // pack_rows_x8) against `nx` activation rows: out[r * kMaxDotCols + c] =
 // dot(w_r, x_c) for r < 8, c < nx <= kMaxDotCols.
 using DotX8Fn = void (*)(int64_t n, const void* w, const void* x, size_t x_stride, int nx, float* out);
-// Expands n elements of one packed K-quant group (pack_rows_x8) into
-// n / 256 blocks.h ExpandedKx8 at `out` (32-byte aligned).
-using ExpandX8Fn = void (*)(int64_t n, const void* packed, void* out);
+// Expands n elements of TypeKernels::expanded_rows / 8 consecutive packed
+// K-quant groups (pack_rows_x8, `group_bytes` apart) into n / 256
+// blocks.h ExpandedK<expanded_rows> at `out` (64-byte aligned).
+using ExpandX8Fn = void (*)(int64_t n, const void* packed, size_t group_bytes, void* out);
 // Converts n floats (a multiple of the format's block) to another format.
 using ConvertRowFn = void (*)(const float* x, void* out, int64_t n);
 
@@ -72,8 +73,10 @@ struct TypeKernels {
                                          // repacked at load when the active path has one
   ExpandX8Fn expand_x8 = nullptr;        // optional, with dot_expanded: token chunks longer than
   DotX8Fn dot_expanded = nullptr;        // a tile expand each group once; dot_expanded reads the
-                                         // ExpandedKx8 blocks and gives dot_x8's bits
+                                         // ExpandedK blocks and gives dot_x8's bits for
+  int expanded_rows = 8;                 // this many rows (out[r * kMaxDotCols + c], r < it): 8 or 16
 };
+constexpr int kMaxExpandedRows = 16;
 
 // Attention of a block of query rows that share one KV head (the heads of a
 // GQA group, over one or more tokens) against that head's cached keys and

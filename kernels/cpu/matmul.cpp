@@ -1,5 +1,7 @@
 #include "cpu/matmul.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -34,6 +36,19 @@ const TypeKernels& type_kernels(const KernelTable& k, DType type) {
   if (id >= sizeof(k.types) / sizeof(k.types[0]) || !k.types[id].dot)
     throw Error("matmul: tensor type " + std::string(dtype_name(type)) + " is not supported as a weight");
   return k.types[id];
+}
+
+size_t activation_chunk_bytes() {
+  // Half the core's L2 (the rest holds the weights in flight: a K-quant
+  // expansion of 16 rows is 5.6 KiB per 256 columns), between 256 KiB and
+  // 512 KiB; 256 KiB where the system does not say (a 512 KiB L2). On Zen 4
+  // (1 MiB) 512 KiB halves the expansions per token against 256 KiB:
+  // GemmPacked512 Q5_K +7 %.
+  static const size_t bytes = [] {
+    const long l2 = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+    return l2 > 0 ? std::clamp<size_t>(static_cast<size_t>(l2) / 2, 256 << 10, 512 << 10) : size_t{256} << 10;
+  }();
+  return bytes;
 }
 
 }  // namespace
@@ -83,10 +98,10 @@ void convert_activations(const KernelTable& k, DType type, const float* x, int64
 }
 
 int64_t matmul_token_chunk(size_t act_row_bytes) {
-  // Token chunks whose activations stay in L2 (~256 KB) while every weight
-  // row of the range streams past them; within a chunk a weight row (a few
-  // KB, in L1) serves the chunk's tiles of kMaxDotCols tokens.
-  return std::max<int64_t>(kMaxDotCols, static_cast<int64_t>((256 << 10) / act_row_bytes) / kMaxDotCols * kMaxDotCols);
+  // Token chunks whose activations stay in L2 while every weight row of the
+  // range streams past them; within a chunk a weight row (a few KB, in L1)
+  // or an expanded run serves the chunk's tiles of kMaxDotCols tokens.
+  return std::max<int64_t>(kMaxDotCols, static_cast<int64_t>(activation_chunk_bytes() / act_row_bytes) / kMaxDotCols * kMaxDotCols);
 }
 
 void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, int64_t n_tokens, float* y,
@@ -109,41 +124,47 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
                 std::string(isa_name(k.isa)) + " path");
   const auto* packed = static_cast<const uint8_t*>(w.packed);
   const size_t group = w.packed ? x8_group_bytes(w.type, w.cols) : 0;
-  float out8[kInterleave * kMaxDotCols];
+  float out8[kMaxExpandedRows * kMaxDotCols];
   std::vector<uint8_t> unpacked;
-  // Chunks of more than one tile expand each group once (ExpandedKx8) for
-  // all their tiles, where the path can.
+  // Chunks of more than one tile expand each run of tk.expanded_rows rows
+  // (one or two groups, ExpandedK) once for all their tiles, where the path
+  // can; a group left over from such a run takes dot_x8.
   const bool can_expand = w.packed && tk.expand_x8 && tk.dot_expanded;
+  const int expanded_rows = can_expand ? tk.expanded_rows : kInterleave;
   uint8_t* expanded = nullptr;
   if (can_expand && n_tokens > kMaxDotCols) {
     thread_local std::vector<uint8_t> expand_buffer;
-    expanded = aligned_bytes(expand_buffer, static_cast<size_t>(w.cols / kQK_K) * sizeof(ExpandedKx8), alignof(ExpandedKx8));
+    const size_t bytes = static_cast<size_t>(w.cols / kQK_K) * sizeof(ExpandedKx8) * static_cast<size_t>(expanded_rows / kInterleave);
+    expanded = aligned_bytes(expand_buffer, bytes, alignof(ExpandedKx16));
   }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
     const int64_t t1 = std::min(n_tokens, t0 + chunk);
-    const bool expand = expanded != nullptr && t1 - t0 > kMaxDotCols;
+    const bool expand_chunk = expanded != nullptr && t1 - t0 > kMaxDotCols;
     int64_t r = r0;
     while (r < packed_end) {
       const uint8_t* g = packed + static_cast<size_t>(r / kInterleave) * group;
       if (r % kInterleave == 0 && r + kInterleave <= packed_end) {
-        if (expand) tk.expand_x8(w.cols, g, expanded);
+        const bool expand = expand_chunk && r % expanded_rows == 0 && r + expanded_rows <= packed_end;
+        const int rows = expand ? expanded_rows : kInterleave;
+        if (expand) tk.expand_x8(w.cols, g, group, expanded);
         const DotX8Fn dot_group = expand ? tk.dot_expanded : tk.dot_x8;
         const uint8_t* weights = expand ? expanded : g;
-        // The expansion reads a group in one burst after the tiles of the
-        // one before: without help it waits on memory for most of it. Each
-        // tile asks for its share of the next group's lines (into L2).
-        const bool prefetch_next = expand && r + 2 * kInterleave <= packed_end;
-        const size_t share = (group / static_cast<size_t>((t1 - t0 + kMaxDotCols - 1) / kMaxDotCols) + 64) / 64 * 64;
+        // The expansion reads its groups in one burst after the tiles of the
+        // ones before: without help it waits on memory for most of it. Each
+        // tile asks for its share of the next run's lines (into L2).
+        const size_t run_bytes = group * static_cast<size_t>(rows / kInterleave);
+        const bool prefetch_next = expand && r + 2 * rows <= packed_end;
+        const size_t share = (run_bytes / static_cast<size_t>((t1 - t0 + kMaxDotCols - 1) / kMaxDotCols) + 64) / 64 * 64;
         size_t prefetched = 0;
         for (int64_t t = t0; t < t1; t += kMaxDotCols) {
           const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
-          for (size_t end = std::min(group, prefetched + share); prefetch_next && prefetched < end; prefetched += 64)
-            __builtin_prefetch(g + group + prefetched, 0, 2);
+          for (size_t end = std::min(run_bytes, prefetched + share); prefetch_next && prefetched < end; prefetched += 64)
+            __builtin_prefetch(g + run_bytes + prefetched, 0, 2);
           dot_group(w.cols, weights, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out8);
           for (int c = 0; c < nx; ++c)
-            for (int j = 0; j < kInterleave; ++j) y[(t + c) * ldy + r + j] = out8[j * kMaxDotCols + c];
+            for (int j = 0; j < rows; ++j) y[(t + c) * ldy + r + j] = out8[j * kMaxDotCols + c];
         }
-        r += kInterleave;
+        r += rows;
         continue;
       }
       unpacked.resize(w.row_bytes);

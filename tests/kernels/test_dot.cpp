@@ -227,10 +227,10 @@ TEST(KernelMatmul, MatchesFloat64OnEveryPathAndThreadCount) {
 // Token counts that cross one and several of matmul's L2-sized token chunks,
 // with odd tails, on every type and path: every output is written, and each
 // equals the reference dot of its row and token. Rows are long so the chunks
-// are short (8 to 28 tokens) and the case stays small in bytes; 19 rows give
-// two-row kernels an odd row out.
+// are short (4 to 28 tokens, by the L2 size) and the case stays small in
+// bytes; 19 rows give two-row kernels an odd row out.
 TEST(KernelMatmul, TokenCountsCrossingChunksMatchThePerTokenReference) {
-  const int64_t rows = 19, cols = 8192;
+  const int64_t rows = 19, cols = 16384;
   const KernelTable& r = ref::table();
   for (Isa isa : available_isas()) {
     const KernelTable& k = kernel_table(isa);
@@ -282,7 +282,7 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
       EXPECT_EQ(can_pack(k, type, 8), x86_or_ref) << isa_name(isa);
       EXPECT_FALSE(can_pack(k, type, 7)) << "fewer rows than a group";
       if (!can_pack(k, type, 8)) continue;
-      for (int64_t rows : {8, 13, 16, 37}) {
+      for (int64_t rows : {8, 13, 16, 24, 37}) {  // 24: a 16-row expanded run and a group left over
         // Float rows: lengths that do not fill the kernel's 32-element sums, and odd ones.
         const bool k_format = type == DType::Q4_K || type == DType::Q5_K || type == DType::Q6_K;
         const std::vector<int64_t> lengths = k_format                                    ? std::vector<int64_t>{256, 768, 3072}
@@ -317,7 +317,7 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
             matmul(k, packed, x.data(), n_tokens, got2.data(), rows, 2, scratch);
             EXPECT_EQ(got1, got2) << "the thread split changed a result";
             // A token gets the same bits alone as in a batch (longer batches
-            // take other kernels: ExpandedKx8 for the K formats).
+            // take other kernels: ExpandedK for the K formats).
             for (int64_t t : {int64_t{0}, n_tokens - 1}) {
               std::vector<float> alone(static_cast<size_t>(rows));
               matmul(k, packed, x.data() + t * cols, 1, alone.data(), rows, 1, scratch);

@@ -102,13 +102,14 @@ TEST(ModelReference, PrefillBatchSizesGiveIdenticalLogits) {
 }
 
 // A prefill long enough that every projection's GEMM crosses its L2 token
-// chunks (matmul_token_chunk: 128-480 tokens for these widths) against the
+// chunks (matmul_token_chunk: 128-480 tokens for these widths with a 512 KiB
+// L2, twice that with 1 MiB or more) against the
 // same tokens decoded one at a time: identical logits at every position —
 // with the f16 cache, and with the q8_0 one (GQA; and sliding windows with
 // soft-capping on gemma2).
 TEST(ModelReference, LongPrefillEqualsTokenByTokenDecode) {
   SLM_REQUIRE_TESTDATA();
-  const int64_t n = 640;
+  const int64_t n = 1000;
   std::vector<int32_t> tokens(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) tokens[static_cast<size_t>(i)] = static_cast<int32_t>((i * 193 + 7) % 512);
   const std::pair<const char*, DType> cases[] = {{"phi3-tiny", DType::F16},          {"phi3-tiny-q4_0", DType::F16},
