@@ -60,7 +60,7 @@ using DotX8Fn = void (*)(int64_t n, const void* w, const void* x, size_t x_strid
 // Expands n elements of TypeKernels::expanded_rows / 8 consecutive packed
 // K-quant groups (pack_rows_x8, `group_bytes` apart) into n / 256
 // blocks.h ExpandedK<expanded_rows> at `out` (64-byte aligned).
-using ExpandX8Fn = void (*)(int64_t n, const void* packed, size_t group_bytes, void* out);
+using ExpandRunFn = void (*)(int64_t n, const void* packed, size_t group_bytes, void* out);
 // Converts n floats (a multiple of the format's block) to another format.
 using ConvertRowFn = void (*)(const float* x, void* out, int64_t n);
 
@@ -71,10 +71,13 @@ struct TypeKernels {
   Dot2Fn dot2 = nullptr;                 // two-row GEMM kernel, when the path has one
   DotX8Fn dot_x8 = nullptr;              // row-interleaved kernel: weights of this type are
                                          // repacked at load when the active path has one
-  ExpandX8Fn expand_x8 = nullptr;        // optional, with dot_expanded: token chunks longer than
-  DotX8Fn dot_expanded = nullptr;        // a tile expand each group once; dot_expanded reads the
-                                         // ExpandedK blocks and gives dot_x8's bits for
-  int expanded_rows = 8;                 // this many rows (out[r * kMaxDotCols + c], r < it): 8 or 16
+  // Optional, together: token chunks longer than a tile expand each run of
+  // expanded_rows rows (8 or 16: one or two groups) once with expand_run,
+  // and dot_expanded reads the ExpandedK blocks for all the chunk's tiles,
+  // giving dot_x8's bits (out[r * kMaxDotCols + c] for r < expanded_rows).
+  ExpandRunFn expand_run = nullptr;
+  DotX8Fn dot_expanded = nullptr;
+  int expanded_rows = 8;
 };
 constexpr int kMaxExpandedRows = 16;
 

@@ -46,7 +46,11 @@ size_t activation_chunk_bytes() {
   // (1 MiB) 512 KiB halves the expansions per token against 256 KiB:
   // GemmPacked512 Q5_K +7 %.
   static const size_t bytes = [] {
+#if defined(_SC_LEVEL2_CACHE_SIZE)  // glibc
     const long l2 = ::sysconf(_SC_LEVEL2_CACHE_SIZE);
+#else
+    const long l2 = 0;
+#endif
     return l2 > 0 ? std::clamp<size_t>(static_cast<size_t>(l2) / 2, 256 << 10, 512 << 10) : size_t{256} << 10;
   }();
   return bytes;
@@ -56,7 +60,9 @@ size_t activation_chunk_bytes() {
 // huge pages (before anything is written there: pages are placed at first
 // touch). Decode streams every packed weight once per token; with 4 KiB
 // pages that is a TLB miss every 4 KiB, which the hardware prefetchers do
-// not cross. Advice only: where it is refused nothing changes.
+// not cross. Advice only: where it is refused nothing changes (with THP's
+// default defrag=madvise the first touch may compact memory: a slower load,
+// not a different result).
 void request_huge_pages(void* p, size_t bytes) {
 #if defined(MADV_HUGEPAGE)
   constexpr uintptr_t kHuge = uintptr_t{2} << 20;
@@ -149,12 +155,12 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
   // Chunks of more than one tile expand each run of tk.expanded_rows rows
   // (one or two groups, ExpandedK) once for all their tiles, where the path
   // can; a group left over from such a run takes dot_x8.
-  const bool can_expand = w.packed && tk.expand_x8 && tk.dot_expanded;
+  const bool can_expand = w.packed && tk.expand_run && tk.dot_expanded;
   const int expanded_rows = can_expand ? tk.expanded_rows : kInterleave;
   uint8_t* expanded = nullptr;
   if (can_expand && n_tokens > kMaxDotCols) {
     thread_local std::vector<uint8_t> expand_buffer;
-    const size_t bytes = static_cast<size_t>(w.cols / kQK_K) * sizeof(ExpandedKx8) * static_cast<size_t>(expanded_rows / kInterleave);
+    const size_t bytes = static_cast<size_t>(w.cols / kQK_K) * (expanded_rows == 16 ? sizeof(ExpandedKx16) : sizeof(ExpandedKx8));
     expanded = aligned_bytes(expand_buffer, bytes, alignof(ExpandedKx16));
   }
   for (int64_t t0 = 0; t0 < n_tokens; t0 += chunk) {
@@ -166,7 +172,7 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
       if (r % kInterleave == 0 && r + kInterleave <= packed_end) {
         const bool expand = expand_chunk && r % expanded_rows == 0 && r + expanded_rows <= packed_end;
         const int rows = expand ? expanded_rows : kInterleave;
-        if (expand) tk.expand_x8(w.cols, g, group, expanded);
+        if (expand) tk.expand_run(w.cols, g, group, expanded);
         const DotX8Fn dot_group = expand ? tk.dot_expanded : tk.dot_x8;
         const uint8_t* weights = expand ? expanded : g;
         // The expansion reads its groups in one burst after the tiles of the
@@ -174,12 +180,16 @@ void matmul_rows(const KernelTable& k, const WeightMatrix& w, const void* acts, 
         // tile asks for its share of the next run's lines (into L2).
         const size_t run_bytes = group * static_cast<size_t>(rows / kInterleave);
         const bool prefetch_next = expand && r + 2 * rows <= packed_end;
-        const size_t share = (run_bytes / static_cast<size_t>((t1 - t0 + kMaxDotCols - 1) / kMaxDotCols) + 64) / 64 * 64;
+        // From the cache line the next run starts in (the storage is not
+        // line-aligned) to the one it ends in.
+        const uint8_t* next = g + run_bytes - reinterpret_cast<uintptr_t>(g + run_bytes) % 64;
+        const size_t next_bytes = static_cast<size_t>(g + 2 * run_bytes - next);
+        const size_t share = (next_bytes / static_cast<size_t>((t1 - t0 + kMaxDotCols - 1) / kMaxDotCols) + 64) / 64 * 64;
         size_t prefetched = 0;
         for (int64_t t = t0; t < t1; t += kMaxDotCols) {
           const int nx = static_cast<int>(std::min<int64_t>(kMaxDotCols, t1 - t));
-          for (size_t end = std::min(run_bytes, prefetched + share); prefetch_next && prefetched < end; prefetched += 64)
-            __builtin_prefetch(g + run_bytes + prefetched, 0, 2);
+          for (size_t end = std::min(next_bytes, prefetched + share); prefetch_next && prefetched < end; prefetched += 64)
+            __builtin_prefetch(next + prefetched, 0, 2);
           dot_group(w.cols, weights, a + static_cast<size_t>(t) * act_bytes, act_bytes, nx, out8);
           for (int c = 0; c < nx; ++c)
             for (int j = 0; j < rows; ++j) y[(t + c) * ldy + r + j] = out8[j * kMaxDotCols + c];

@@ -308,7 +308,9 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
           std::vector<uint8_t> poisoned(w);
           std::fill(poisoned.begin(), poisoned.begin() + packed.packed_rows * static_cast<int64_t>(plain.row_bytes), 0xFF);
           packed.data = poisoned.data();
-          for (int64_t n_tokens : {1, 2, 3, 4, 5, 9}) {
+          // 5, 6, 7, 9 and 11 tokens expand K-quant runs (more than one tile)
+          // and end in tiles of 1, 2, 3, 1 and 3 tokens.
+          for (int64_t n_tokens : {1, 2, 3, 4, 5, 6, 7, 9, 11}) {
             const auto x = gaussian(static_cast<size_t>(n_tokens * cols), 7);
             std::vector<float> want(static_cast<size_t>(n_tokens * rows)), got1(want.size()), got2(want.size());
             std::vector<uint8_t> scratch;
@@ -318,7 +320,7 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
             EXPECT_EQ(got1, got2) << "the thread split changed a result";
             // A token gets the same bits alone as in a batch (longer batches
             // take other kernels: ExpandedK for the K formats).
-            for (int64_t t : {int64_t{0}, n_tokens - 1}) {
+            for (int64_t t = 0; t < n_tokens; ++t) {
               std::vector<float> alone(static_cast<size_t>(rows));
               matmul(k, packed, x.data() + t * cols, 1, alone.data(), rows, 1, scratch);
               EXPECT_TRUE(std::equal(alone.begin(), alone.end(), got1.begin() + t * rows)) << "token " << t << " of " << n_tokens;
@@ -331,6 +333,18 @@ TEST(KernelMatmul, RowInterleavedWeightsMatchThePlainRowsOnEveryPath) {
                 ASSERT_NEAR(got1[static_cast<size_t>(t * rows + rr)], want[static_cast<size_t>(t * rows + rr)], tol)
                     << "token " << t << " row " << rr;
               }
+            // A range that starts on the second group: a 16-row expansion
+            // path begins its runs one group later; same bits.
+            if (rows >= 24) {
+              const size_t act_bytes = activation_row_bytes(k, type, cols);
+              std::vector<uint8_t> acts(act_bytes * static_cast<size_t>(n_tokens));
+              convert_activations(k, type, x.data(), cols, 0, n_tokens, acts.data());
+              std::vector<float> part(want.size(), std::nanf(""));
+              matmul_rows(k, packed, acts.data(), n_tokens, part.data(), rows, 8, rows);
+              for (int64_t t = 0; t < n_tokens; ++t)
+                ASSERT_TRUE(std::equal(part.begin() + t * rows + 8, part.begin() + (t + 1) * rows, got1.begin() + t * rows + 8))
+                    << "token " << t << " of rows 8.." << rows;
+            }
             // A row range that starts and ends inside groups.
             if (rows >= 13) {
               const size_t act_bytes = activation_row_bytes(k, type, cols);
