@@ -5,8 +5,10 @@
 #include <cuda_fp16.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string_view>
 #include <utility>
 
@@ -99,8 +101,65 @@ __device__ __forceinline__ void load_words(const uint8_t* p, uint32_t* q) {
 __device__ __forceinline__ int byte_of(const uint32_t* q, int k) { return static_cast<int>((q[k >> 2] >> (8 * (k & 3))) & 0xFF); }
 __device__ __forceinline__ uint16_t half_of(const uint32_t* q, int k) { return static_cast<uint16_t>(q[k >> 1] >> (16 * (k & 1))); }
 
-// Segment<T>::load(row, s, K, w): elements [32 s, 32 s + 32) of a row of K
-// elements into w (elements at or past K, only possible for the float
+// ---------------------------------------------------------------------------
+// Device rows (ops.h, device_row_bytes): a 32-element format's block fields
+// as arrays, in the order split_fields lists them — the quants first, then
+// the rest. Each array starts on 16 bytes, so block i's quants are one or
+// two aligned 16-byte loads at row + quant_bytes * i.
+
+struct Field {
+  int offset, bytes;  // in the file's block struct
+};
+struct SplitFields {
+  int block_bytes = 0, count = 0;  // count 0: the format keeps the file's layout
+  Field field[3] = {};
+};
+
+__host__ __device__ constexpr SplitFields split_fields(DType t) {
+  switch (t) {
+    case DType::Q4_0:
+      return {sizeof(BlockQ4_0), 2, {{offsetof(BlockQ4_0, qs), 16}, {offsetof(BlockQ4_0, d), 2}}};
+    case DType::Q4_1:  // d and m as one 4-byte field
+      return {sizeof(BlockQ4_1), 2, {{offsetof(BlockQ4_1, qs), 16}, {offsetof(BlockQ4_1, d), 4}}};
+    case DType::Q5_0:
+      return {sizeof(BlockQ5_0), 3,
+              {{offsetof(BlockQ5_0, qs), 16}, {offsetof(BlockQ5_0, qh), 4}, {offsetof(BlockQ5_0, d), 2}}};
+    case DType::Q5_1:
+      return {sizeof(BlockQ5_1), 3,
+              {{offsetof(BlockQ5_1, qs), 16}, {offsetof(BlockQ5_1, qh), 4}, {offsetof(BlockQ5_1, d), 4}}};
+    case DType::Q8_0:
+      return {sizeof(BlockQ8_0), 2, {{offsetof(BlockQ8_0, qs), 32}, {offsetof(BlockQ8_0, d), 2}}};
+    default: return {};
+  }
+}
+
+__host__ __device__ constexpr int64_t round16(int64_t bytes) { return (bytes + 15) / 16 * 16; }
+
+// Where field j's array starts in a device row of nb blocks (j = count: the row's size).
+__host__ __device__ constexpr int64_t field_start(const SplitFields& f, int j, int64_t nb) {
+  int64_t at = 0;
+  for (int i = 0; i < j; ++i) at += round16(nb * f.field[i].bytes);
+  return at;
+}
+
+// Field j of block i in a device row of nb blocks.
+template <DType T, int j>
+__device__ __forceinline__ const uint8_t* field(const uint8_t* row, int64_t nb, int64_t i) {
+  constexpr SplitFields f = split_fields(T);
+  static_assert(j < f.count, "the format has no such field");
+  return row + field_start(f, j, nb) + i * f.field[j].bytes;
+}
+
+// 16 bytes at a 16-byte aligned p as four words.
+__device__ __forceinline__ void load16(const uint8_t* p, uint32_t* q) {
+  const uint4 v = *reinterpret_cast<const uint4*>(p);
+  q[0] = v.x, q[1] = v.y, q[2] = v.z, q[3] = v.w;
+}
+__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
+__device__ __forceinline__ uint16_t load_u16(const uint8_t* p) { return *reinterpret_cast<const uint16_t*>(p); }
+
+// Segment<T>::load(row, s, K, w): elements [32 s, 32 s + 32) of a device row
+// of K elements into w (elements at or past K, only possible for the float
 // types, read as 0). The arithmetic is the reference dequantizer's
 // (kernels/cpu/ref/quant_ref.cpp), in the same order.
 template <DType T>
@@ -148,11 +207,12 @@ struct Segment<DType::BF16> {
 
 template <>
 struct Segment<DType::Q4_0> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
-    const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[s];
-    const float d = f16(b.d);
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    constexpr DType T = DType::Q4_0;
+    const int64_t nb = K / kQK;
+    const float d = f16(load_u16(field<T, 1>(row, nb, s)));
     uint32_t q[4];
-    load_words<16>(b.qs, q);
+    load16(field<T, 0>(row, nb, s), q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
       w[j] = static_cast<float>((byte_of(q, j) & 0xF) - 8) * d;
@@ -163,11 +223,13 @@ struct Segment<DType::Q4_0> {
 
 template <>
 struct Segment<DType::Q4_1> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
-    const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[s];
-    const float d = f16(b.d), m = f16(b.m);
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    constexpr DType T = DType::Q4_1;
+    const int64_t nb = K / kQK;
+    const uint32_t dm = load_u32(field<T, 1>(row, nb, s));
+    const float d = f16(static_cast<uint16_t>(dm)), m = f16(static_cast<uint16_t>(dm >> 16));
     uint32_t q[4];
-    load_words<16>(b.qs, q);
+    load16(field<T, 0>(row, nb, s), q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
       w[j] = mul_add(static_cast<float>(byte_of(q, j) & 0xF), d, m);
@@ -178,12 +240,13 @@ struct Segment<DType::Q4_1> {
 
 template <>
 struct Segment<DType::Q5_0> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
-    const auto& b = reinterpret_cast<const BlockQ5_0*>(row)[s];
-    const float d = f16(b.d);
-    uint32_t qh, q[4];
-    load_words<4>(b.qh, &qh);
-    load_words<16>(b.qs, q);
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    constexpr DType T = DType::Q5_0;
+    const int64_t nb = K / kQK;
+    const float d = f16(load_u16(field<T, 2>(row, nb, s)));
+    const uint32_t qh = load_u32(field<T, 1>(row, nb, s));
+    uint32_t q[4];
+    load16(field<T, 0>(row, nb, s), q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
       const int lo = (byte_of(q, j) & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
@@ -196,12 +259,14 @@ struct Segment<DType::Q5_0> {
 
 template <>
 struct Segment<DType::Q5_1> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
-    const auto& b = reinterpret_cast<const BlockQ5_1*>(row)[s];
-    const float d = f16(b.d), m = f16(b.m);
-    uint32_t qh, q[4];
-    load_words<4>(b.qh, &qh);
-    load_words<16>(b.qs, q);
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    constexpr DType T = DType::Q5_1;
+    const int64_t nb = K / kQK;
+    const uint32_t dm = load_u32(field<T, 2>(row, nb, s));
+    const float d = f16(static_cast<uint16_t>(dm)), m = f16(static_cast<uint16_t>(dm >> 16));
+    const uint32_t qh = load_u32(field<T, 1>(row, nb, s));
+    uint32_t q[4];
+    load16(field<T, 0>(row, nb, s), q);
 #pragma unroll
     for (int j = 0; j < kQK / 2; ++j) {
       const int lo = (byte_of(q, j) & 0xF) | static_cast<int>(((qh >> j) & 1) << 4);
@@ -214,11 +279,13 @@ struct Segment<DType::Q5_1> {
 
 template <>
 struct Segment<DType::Q8_0> {
-  __device__ static void load(const uint8_t* row, int64_t s, int64_t, float* w) {
-    const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[s];
-    const float d = f16(b.d);
+  __device__ static void load(const uint8_t* row, int64_t s, int64_t K, float* w) {
+    constexpr DType T = DType::Q8_0;
+    const int64_t nb = K / kQK;
+    const float d = f16(load_u16(field<T, 1>(row, nb, s)));
     uint32_t q[8];
-    load_words<32>(reinterpret_cast<const uint8_t*>(b.qs), q);
+    load16(field<T, 0>(row, nb, s), q);
+    load16(field<T, 0>(row, nb, s) + 16, q + 4);
 #pragma unroll
     for (int j = 0; j < kQK; ++j) w[j] = static_cast<float>(static_cast<int8_t>(byte_of(q, j))) * d;
   }
@@ -423,22 +490,31 @@ __global__ void permute_kernel(const float* x, int64_t ldx, int n, int64_t K, fl
 
 template <DType T, int NT>
 __global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const float* xp, int n,
-                            float* y, int64_t ldy) {
-  after_previous();
+                            float* y, int64_t ldy, Store store) {
   const int64_t segs = segments(K);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kGemvWarps + warp) * kRowsPerWarp;
-  if (r0 >= rows) return;  // the same for the whole warp
+  const bool live = r0 < rows;  // the same for the whole warp
   const bool two = r0 + 1 < rows;
-  const uint8_t* row0 = w0 + static_cast<size_t>(r0) * row_bytes;
+  const uint8_t* row0 = w0 + static_cast<size_t>(live ? r0 : 0) * row_bytes;
   const uint8_t* row1 = two ? row0 + row_bytes : row0;
+  // The first segment's weights before waiting for the previous kernel's
+  // results: they do not depend on it, and the loads overlap its tail.
+  float wa[kSeg], wb[kSeg];
+  if (live && lane < segs) {
+    Segment<T>::load(row0, lane, K, wa);
+    Segment<T>::load(row1, lane, K, wb);
+  }
+  after_previous();
+  if (!live) return;
   float acc0[NT], acc1[NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = 0.0f;
   for (int64_t s = lane; s < segs; s += 32) {
-    float wa[kSeg], wb[kSeg];
-    Segment<T>::load(row0, s, K, wa);
-    Segment<T>::load(row1, s, K, wb);
+    if (s != lane) {
+      Segment<T>::load(row0, s, K, wa);
+      Segment<T>::load(row1, s, K, wb);
+    }
 #pragma unroll
     for (int t = 0; t < NT; ++t) {
       if (t < n) {
@@ -460,8 +536,9 @@ __global__ void gemv_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, i
     if (t < n) {
       const float v0 = warp_sum(acc0[t]), v1 = warp_sum(acc1[t]);
       if (lane == 0) {
-        y[t * ldy + r0] = v0;
-        if (two) y[t * ldy + r0 + 1] = v1;
+        float* out = y + t * ldy + r0;
+        out[0] = store == Store::add ? out[0] + v0 : v0;
+        if (two) out[1] = store == Store::add ? out[1] + v1 : v1;
       }
     }
   }
@@ -502,11 +579,14 @@ __global__ void quantize_q8_act_kernel(const float* x, int64_t ldx, int n, int64
   quantize_block(x[t * ldx + i * kQK + lane], lane, q[b]);
 }
 
-// Levels<T>::load(row, i, q, d, m): weight block i of a row as the CPU
-// reference's unpack() (kernels/cpu/ref/dot_ref.cpp) has it — levels with
-// the zero point subtracted (or unsigned, for the formats with a minimum m),
-// packed four per word: q[k] holds elements 4k .. 4k + 3, the order of the
-// activation block's bytes, so q[k] pairs with activation word k in dp4a.
+// Levels<T>: weight block i of a device row of nb blocks as the CPU
+// reference's unpack() (kernels/cpu/ref/dot_ref.cpp) has it, in two steps:
+// load() fetches the block's bytes (Raw: a few registers, so a GEMV can
+// have several blocks in flight before it needs them), unpack() turns them
+// into levels with the zero point subtracted (or unsigned, for the formats
+// with a minimum m), packed four per word: q[k] holds elements 4k .. 4k + 3,
+// the order of the activation block's bytes, so q[k] pairs with activation
+// word k in dp4a.
 template <DType T>
 struct Levels;
 
@@ -516,78 +596,124 @@ __device__ __forceinline__ uint32_t high_bits(uint32_t b) { return ((b * 0x00204
 
 template <>
 struct Levels<DType::Q4_0> {
-  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
-    const auto& b = reinterpret_cast<const BlockQ4_0*>(row)[i];
-    uint32_t w[4];
-    load_words<16>(b.qs, w);
+  static constexpr DType T = DType::Q4_0;
+  struct Raw {
+    uint32_t qs[4];
+    uint16_t d;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t nb, int64_t i) {
+    Raw r;
+    load16(field<T, 0>(row, nb, i), r.qs);
+    r.d = load_u16(field<T, 1>(row, nb, i));
+    return r;
+  }
+  __device__ static void unpack(const Raw& r, int* q, float* d, float* m) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      q[k] = static_cast<int>(__vsub4(w[k] & 0x0F0F0F0Fu, 0x08080808u));
-      q[k + 4] = static_cast<int>(__vsub4((w[k] >> 4) & 0x0F0F0F0Fu, 0x08080808u));
+      q[k] = static_cast<int>(__vsub4(r.qs[k] & 0x0F0F0F0Fu, 0x08080808u));
+      q[k + 4] = static_cast<int>(__vsub4((r.qs[k] >> 4) & 0x0F0F0F0Fu, 0x08080808u));
     }
-    *d = f16(b.d);
+    *d = f16(r.d);
     *m = 0.0f;
   }
 };
 
 template <>
 struct Levels<DType::Q4_1> {
-  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
-    const auto& b = reinterpret_cast<const BlockQ4_1*>(row)[i];
-    uint32_t w[4];
-    load_words<16>(b.qs, w);
+  static constexpr DType T = DType::Q4_1;
+  struct Raw {
+    uint32_t qs[4];
+    uint32_t dm;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t nb, int64_t i) {
+    Raw r;
+    load16(field<T, 0>(row, nb, i), r.qs);
+    r.dm = load_u32(field<T, 1>(row, nb, i));
+    return r;
+  }
+  __device__ static void unpack(const Raw& r, int* q, float* d, float* m) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      q[k] = static_cast<int>(w[k] & 0x0F0F0F0Fu);
-      q[k + 4] = static_cast<int>((w[k] >> 4) & 0x0F0F0F0Fu);
+      q[k] = static_cast<int>(r.qs[k] & 0x0F0F0F0Fu);
+      q[k + 4] = static_cast<int>((r.qs[k] >> 4) & 0x0F0F0F0Fu);
     }
-    *d = f16(b.d);
-    *m = f16(b.m);
+    *d = f16(static_cast<uint16_t>(r.dm));
+    *m = f16(static_cast<uint16_t>(r.dm >> 16));
   }
 };
 
 template <>
 struct Levels<DType::Q5_0> {
-  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
-    const auto& b = reinterpret_cast<const BlockQ5_0*>(row)[i];
-    uint32_t qh, w[4];
-    load_words<4>(b.qh, &qh);
-    load_words<16>(b.qs, w);
+  static constexpr DType T = DType::Q5_0;
+  struct Raw {
+    uint32_t qs[4];
+    uint32_t qh;
+    uint16_t d;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t nb, int64_t i) {
+    Raw r;
+    load16(field<T, 0>(row, nb, i), r.qs);
+    r.qh = load_u32(field<T, 1>(row, nb, i));
+    r.d = load_u16(field<T, 2>(row, nb, i));
+    return r;
+  }
+  __device__ static void unpack(const Raw& r, int* q, float* d, float* m) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      const uint32_t lo = (w[k] & 0x0F0F0F0Fu) | high_bits((qh >> (4 * k)) & 0xF);
-      const uint32_t hi = ((w[k] >> 4) & 0x0F0F0F0Fu) | high_bits((qh >> (16 + 4 * k)) & 0xF);
+      const uint32_t lo = (r.qs[k] & 0x0F0F0F0Fu) | high_bits((r.qh >> (4 * k)) & 0xF);
+      const uint32_t hi = ((r.qs[k] >> 4) & 0x0F0F0F0Fu) | high_bits((r.qh >> (16 + 4 * k)) & 0xF);
       q[k] = static_cast<int>(__vsub4(lo, 0x10101010u));
       q[k + 4] = static_cast<int>(__vsub4(hi, 0x10101010u));
     }
-    *d = f16(b.d);
+    *d = f16(r.d);
     *m = 0.0f;
   }
 };
 
 template <>
 struct Levels<DType::Q5_1> {
-  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
-    const auto& b = reinterpret_cast<const BlockQ5_1*>(row)[i];
-    uint32_t qh, w[4];
-    load_words<4>(b.qh, &qh);
-    load_words<16>(b.qs, w);
+  static constexpr DType T = DType::Q5_1;
+  struct Raw {
+    uint32_t qs[4];
+    uint32_t qh;
+    uint32_t dm;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t nb, int64_t i) {
+    Raw r;
+    load16(field<T, 0>(row, nb, i), r.qs);
+    r.qh = load_u32(field<T, 1>(row, nb, i));
+    r.dm = load_u32(field<T, 2>(row, nb, i));
+    return r;
+  }
+  __device__ static void unpack(const Raw& r, int* q, float* d, float* m) {
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
-      q[k] = static_cast<int>((w[k] & 0x0F0F0F0Fu) | high_bits((qh >> (4 * k)) & 0xF));
-      q[k + 4] = static_cast<int>(((w[k] >> 4) & 0x0F0F0F0Fu) | high_bits((qh >> (16 + 4 * k)) & 0xF));
+      q[k] = static_cast<int>((r.qs[k] & 0x0F0F0F0Fu) | high_bits((r.qh >> (4 * k)) & 0xF));
+      q[k + 4] = static_cast<int>(((r.qs[k] >> 4) & 0x0F0F0F0Fu) | high_bits((r.qh >> (16 + 4 * k)) & 0xF));
     }
-    *d = f16(b.d);
-    *m = f16(b.m);
+    *d = f16(static_cast<uint16_t>(r.dm));
+    *m = f16(static_cast<uint16_t>(r.dm >> 16));
   }
 };
 
 template <>
 struct Levels<DType::Q8_0> {
-  __device__ static void load(const uint8_t* row, int64_t i, int* q, float* d, float* m) {
-    const auto& b = reinterpret_cast<const BlockQ8_0*>(row)[i];
-    load_words<32>(reinterpret_cast<const uint8_t*>(b.qs), reinterpret_cast<uint32_t*>(q));
-    *d = f16(b.d);
+  static constexpr DType T = DType::Q8_0;
+  struct Raw {
+    uint32_t qs[8];
+    uint16_t d;
+  };
+  __device__ static Raw load(const uint8_t* row, int64_t nb, int64_t i) {
+    Raw r;
+    load16(field<T, 0>(row, nb, i), r.qs);
+    load16(field<T, 0>(row, nb, i) + 16, r.qs + 4);
+    r.d = load_u16(field<T, 1>(row, nb, i));
+    return r;
+  }
+  __device__ static void unpack(const Raw& r, int* q, float* d, float* m) {
+#pragma unroll
+    for (int k = 0; k < 8; ++k) q[k] = static_cast<int>(r.qs[k]);
+    *d = f16(r.d);
     *m = 0.0f;
   }
 };
@@ -596,69 +722,92 @@ template <DType T>
 constexpr bool kHasLevels =
     T == DType::Q4_0 || T == DType::Q4_1 || T == DType::Q5_0 || T == DType::Q5_1 || T == DType::Q8_0;
 
-// One CUDA block per two weight rows, its threads splitting the row's
-// 32-element blocks (thread i takes blocks i, i + blockDim, ...; one to four
-// warps, as many as the row has 32-block groups): short rows still spread
-// over many warps, so enough loads are in flight to keep memory busy. Each
-// thread runs one dp4a chain per (row, token); warps reduce with shuffles,
-// then the block through shared memory.
-constexpr int kQ8MaxWarps = 4;
+// A warp computes kRowsPerWarp rows (each activation block it loads serves
+// both), its lanes taking the rows' blocks lane, lane + 32, ...; kQ8Warps
+// warps per CUDA block. The weights do not depend on the previous kernel,
+// so each lane loads its first chunk of them (kChunk<T> blocks of each row)
+// before it waits for that kernel's results (after_previous): with
+// overlapped launches those loads run during the previous kernel's tail.
+// Then chunk by chunk: the levels of each block against every token's
+// activation block (dp4a), one f32 accumulator per (row, token), summed
+// across the warp at the end.
+constexpr int kQ8Warps = 8;
+template <DType T>
+constexpr int kChunk = T == DType::Q8_0 ? 2 : 4;  // 64 bytes of quants per row and lane
 
 template <DType T, int NT>
-__global__ void gemv_q8_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const BlockQ8Act* xq,
-                               int n, float* y, int64_t ldy) {
+__global__ void __launch_bounds__(kQ8Warps * 32)
+    gemv_q8_kernel(const uint8_t* w0, size_t row_bytes, int64_t rows, int64_t K, const BlockQ8Act* xq, int n, float* y,
+                   int64_t ldy, Store store) {
+  using L = Levels<T>;
+  constexpr int P = kChunk<T>;
+  const int64_t nb = K / kQK;
+  const int lane = threadIdx.x % 32;
+  const int64_t r0 = (static_cast<int64_t>(blockIdx.x) * kQ8Warps + threadIdx.x / 32) * kRowsPerWarp;
+  const uint8_t* row[kRowsPerWarp];  // rows past the end read the last row and are never stored
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r) row[r] = w0 + static_cast<size_t>(min(r0 + r, rows - 1)) * row_bytes;
+  typename L::Raw raw[P][kRowsPerWarp];
+  auto load_chunk = [&](int64_t base) {
+#pragma unroll
+    for (int p = 0; p < P; ++p) {
+      const int64_t i = base + lane + 32 * p;
+      if (i < nb) {
+#pragma unroll
+        for (int r = 0; r < kRowsPerWarp; ++r) raw[p][r] = L::load(row[r], nb, i);
+      }
+    }
+  };
+  load_chunk(0);
   after_previous();
-  const int64_t blocks = K / kQK;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  const int64_t r0 = static_cast<int64_t>(blockIdx.x) * kRowsPerWarp;
-  const bool two = r0 + 1 < rows;
-  const uint8_t* row0 = w0 + static_cast<size_t>(r0) * row_bytes;
-  const uint8_t* row1 = two ? row0 + row_bytes : row0;
-  float acc0[NT], acc1[NT];
+  float acc[kRowsPerWarp][NT];
 #pragma unroll
-  for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = 0.0f;
-#pragma unroll 2
-  for (int64_t i = threadIdx.x; i < blocks; i += blockDim.x) {
-    int qa[8], qb[8];
-    float da, ma, db, mb;
-    Levels<T>::load(row0, i, qa, &da, &ma);
-    Levels<T>::load(row1, i, qb, &db, &mb);
+  for (int r = 0; r < kRowsPerWarp; ++r)
 #pragma unroll
-    for (int t = 0; t < NT; ++t) {
-      if (t < n) {
-        const BlockQ8Act& xb = xq[t * blocks + i];
-        int xw[8];
+    for (int t = 0; t < NT; ++t) acc[r][t] = 0.0f;
+  for (int64_t base = 0; base < nb; base += 32 * P) {
+    if (base > 0) load_chunk(base);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const int2 v = reinterpret_cast<const int2*>(xb.qs)[k];
-          xw[2 * k] = v.x, xw[2 * k + 1] = v.y;
+    for (int p = 0; p < P; ++p) {
+      const int64_t i = base + lane + 32 * p;
+      if (i >= nb) continue;
+      int q[kRowsPerWarp][8];
+      float d[kRowsPerWarp], m[kRowsPerWarp];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) L::unpack(raw[p][r], q[r], &d[r], &m[r]);
+#pragma unroll
+      for (int t = 0; t < NT; ++t) {
+        if (t < n) {
+          const BlockQ8Act& xb = xq[t * nb + i];
+          int xw[8];
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            const int2 v = reinterpret_cast<const int2*>(xb.qs)[k];
+            xw[2 * k] = v.x, xw[2 * k + 1] = v.y;
+          }
+          const float xd = xb.d, xs = xb.s;
+#pragma unroll
+          for (int r = 0; r < kRowsPerWarp; ++r) {
+            int sum = 0;
+#pragma unroll
+            for (int k = 0; k < 8; ++k) sum = __dp4a(q[r][k], xw[k], sum);
+            acc[r][t] += d[r] * xd * static_cast<float>(sum) + m[r] * xs;
+          }
         }
-        int sa = 0, sb = 0;
-#pragma unroll
-        for (int k = 0; k < 8; ++k) {
-          sa = __dp4a(qa[k], xw[k], sa);
-          sb = __dp4a(qb[k], xw[k], sb);
-        }
-        acc0[t] += da * xb.d * static_cast<float>(sa) + ma * xb.s;
-        acc1[t] += db * xb.d * static_cast<float>(sb) + mb * xb.s;
       }
     }
   }
-  __shared__ float part[kQ8MaxWarps][2][NT];
 #pragma unroll
   for (int t = 0; t < NT; ++t) {
-    if (t < n) {
-      const float v0 = warp_sum(acc0[t]), v1 = warp_sum(acc1[t]);
-      if (lane == 0) part[warp][0][t] = v0, part[warp][1][t] = v1;
+    if (t >= n) break;
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r) {
+      const float v = warp_sum(acc[r][t]);
+      if (lane == 0 && r0 + r < rows) {
+        float& out = y[t * ldy + r0 + r];
+        out = store == Store::add ? out + v : v;
+      }
     }
-  }
-  __syncthreads();
-  if (threadIdx.x < 2 * n) {  // thread (r, t): row r0 + r, token t
-    const int r = threadIdx.x / n, t = threadIdx.x % n;
-    if (r == 1 && !two) return;
-    float sum = 0;
-    for (int w = 0; w < warps; ++w) sum += part[w][r][t];
-    y[t * ldy + r0 + r] = sum;
   }
 }
 
@@ -874,11 +1023,35 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
       float dot[kMaxGroup];
 #pragma unroll
       for (int hh = 0; hh < kMaxGroup; ++hh) dot[hh] = 0.0f;
-      for (int d = 0; d < D; ++d) {
-        const float kv = load_kv(kc, s.kv_f16, base + d);
+      if (s.kv_f16 && D % 8 == 0) {
+        // The key row in 16-byte loads, several in flight (the thread's row
+        // is its own: one element per load would wait on each in turn).
+        // The same products summed in the same order as below.
+        const auto* krow = reinterpret_cast<const uint4*>(static_cast<const __half*>(kc) + base);
+#pragma unroll 4
+        for (int c = 0; c < D / 8; ++c) {
+          const uint4 raw = krow[c];
+          const auto* h2 = reinterpret_cast<const __half2*>(&raw);
 #pragma unroll
-        for (int hh = 0; hh < kMaxGroup; ++hh)
-          if (hh < group_n) dot[hh] += qs[hh][d] * kv;
+          for (int e = 0; e < 4; ++e) {
+            const float2 kv = __half22float2(h2[e]);
+            const int d = 8 * c + 2 * e;
+#pragma unroll
+            for (int hh = 0; hh < kMaxGroup; ++hh) {
+              if (hh < group_n) {
+                dot[hh] += qs[hh][d] * kv.x;
+                dot[hh] += qs[hh][d + 1] * kv.y;
+              }
+            }
+          }
+        }
+      } else {
+        for (int d = 0; d < D; ++d) {
+          const float kv = load_kv(kc, s.kv_f16, base + d);
+#pragma unroll
+          for (int hh = 0; hh < kMaxGroup; ++hh)
+            if (hh < group_n) dot[hh] += qs[hh][d] * kv;
+        }
       }
 #pragma unroll
       for (int hh = 0; hh < kMaxGroup; ++hh) {
@@ -933,7 +1106,8 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
 #pragma unroll
       for (int hh = 0; hh < kMaxGroup; ++hh)
         if (hh < group_n) acc[hh][k] *= rescale[hh];
-      for (int jj = 0; jj < n_keys; ++jj) {
+#pragma unroll 8
+      for (int jj = 0; jj < n_keys; ++jj) {  // unrolled: the value loads of several keys in flight
         const int64_t jr = j0 + jj;
         const int64_t r = s.ring > 0 ? jr % s.ring : jr;
         const float v = load_kv(vc, s.kv_f16, r * s.kv_dim + static_cast<int64_t>(g) * D + d);
@@ -944,14 +1118,21 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
     }
     __syncthreads();  // p, red and rescale are rewritten by the next tile
   }
+  // With s.q8 (D a multiple of 32): warp w holds dims 32 w .. 32 w + 31 (+
+  // 128 k) of each head, one activation block, quantized as it is stored.
+  auto* q8 = static_cast<BlockQ8Act*>(s.q8);
 #pragma unroll
   for (int k = 0; k < kDimsPerThread; ++k) {
     const int d = threadIdx.x + k * kAttnThreads;
     if (d >= D) break;
 #pragma unroll
-    for (int hh = 0; hh < kMaxGroup; ++hh)
-      if (hh < group_n) out[t * static_cast<int64_t>(s.heads) * D + static_cast<int64_t>(g * group + g0 + hh) * D + d] =
-          acc[hh][k] / l_run[hh];
+    for (int hh = 0; hh < kMaxGroup; ++hh) {
+      if (hh >= group_n) break;
+      const int64_t at = t * static_cast<int64_t>(s.heads) * D + static_cast<int64_t>(g * group + g0 + hh) * D + d;
+      const float v = acc[hh][k] / l_run[hh];
+      out[at] = v;
+      if (q8 != nullptr) quantize_block(v, lane, q8[at / kQK]);
+    }
   }
 }
 
@@ -1126,6 +1307,7 @@ struct GemvLaunch {
   int64_t ldy;
   float* scratch;
   cudaStream_t stream;
+  Store store;
 
   template <DType T>
   void run() const {
@@ -1137,9 +1319,11 @@ struct GemvLaunch {
       const int nt = n - t0 < kGemvMaxTokens ? n - t0 : kGemvMaxTokens;
       const float* xp = scratch + t0 * padded;
       if (nt == 1)
-        launch(gemv_kernel<T, 1>, grid, kGemvWarps * 32, 0, stream, w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy);
+        launch(gemv_kernel<T, 1>, grid, kGemvWarps * 32, 0, stream, w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy,
+               store);
       else
-        launch(gemv_kernel<T, kGemvMaxTokens>, grid, kGemvWarps * 32, 0, stream, w, row_bytes, rows, K, xp, nt, y + t0 * ldy, ldy);
+        launch(gemv_kernel<T, kGemvMaxTokens>, grid, kGemvWarps * 32, 0, stream, w, row_bytes, rows, K, xp, nt,
+               y + t0 * ldy, ldy, store);
     }
   }
 };
@@ -1153,21 +1337,22 @@ struct GemvQ8Launch {
   float* y;
   int64_t ldy;
   cudaStream_t stream;
+  Store store;
 
   template <DType T>
   void run() const {
     if constexpr (kHasLevels<T>) {
       if (rows == 0 || n == 0) return;
-      const int64_t groups = (K / kQK + 31) / 32;  // warps that each get a block
-      const int threads = 32 * static_cast<int>(groups < 1 ? 1 : groups < kQ8MaxWarps ? groups : kQ8MaxWarps);
-      const unsigned grid = blocks_for(rows, kRowsPerWarp);
+      const unsigned grid = blocks_for(rows, kQ8Warps * kRowsPerWarp);
       for (int t0 = 0; t0 < n; t0 += kGemvMaxTokens) {
         const int nt = n - t0 < kGemvMaxTokens ? n - t0 : kGemvMaxTokens;
         const BlockQ8Act* x = xq + t0 * (K / kQK);
         if (nt == 1)
-          launch(gemv_q8_kernel<T, 1>, grid, threads, 0, stream, w, row_bytes, rows, K, x, nt, y + t0 * ldy, ldy);
+          launch(gemv_q8_kernel<T, 1>, grid, kQ8Warps * 32, 0, stream, w, row_bytes, rows, K, x, nt, y + t0 * ldy,
+                 ldy, store);
         else
-          launch(gemv_q8_kernel<T, kGemvMaxTokens>, grid, threads, 0, stream, w, row_bytes, rows, K, x, nt, y + t0 * ldy, ldy);
+          launch(gemv_q8_kernel<T, kGemvMaxTokens>, grid, kQ8Warps * 32, 0, stream, w, row_bytes, rows, K, x, nt,
+                 y + t0 * ldy, ldy, store);
       }
     }
   }
@@ -1185,6 +1370,34 @@ struct HasLevels {
 
 bool supports(DType type) { return with_type(type, NoLaunch{}); }
 
+size_t device_row_bytes(DType type, int64_t K) {
+  const SplitFields f = split_fields(type);
+  if (f.count == 0) return static_cast<size_t>(row_bytes(type, static_cast<uint64_t>(K)));
+  return static_cast<size_t>(field_start(f, f.count, K / kQK));
+}
+
+bool relaid_out(DType type) { return split_fields(type).count > 0; }
+
+void to_device_rows(DType type, int64_t K, int64_t rows, const void* src, size_t src_row_bytes, void* dst) {
+  const size_t out_row = device_row_bytes(type, K);
+  const SplitFields f = split_fields(type);
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto* in = static_cast<const uint8_t*>(src) + static_cast<size_t>(r) * src_row_bytes;
+    auto* out = static_cast<uint8_t*>(dst) + static_cast<size_t>(r) * out_row;
+    if (f.count == 0) {
+      std::memcpy(out, in, out_row);
+      continue;
+    }
+    std::memset(out, 0, out_row);  // the padding after each field's array
+    const int64_t nb = K / kQK;
+    for (int j = 0; j < f.count; ++j) {
+      uint8_t* array = out + field_start(f, j, nb);
+      const Field& fj = f.field[j];
+      for (int64_t i = 0; i < nb; ++i) std::memcpy(array + i * fj.bytes, in + i * f.block_bytes + fj.offset, fj.bytes);
+    }
+  }
+}
+
 size_t gemv_scratch_floats(int n, int64_t K) { return static_cast<size_t>(n) * static_cast<size_t>(segments(K) * kSeg); }
 
 void embed(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale, float* x,
@@ -1199,8 +1412,9 @@ void dequantize_rows(DType type, const void* w, size_t row_bytes, int64_t row0, 
 }
 
 void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
-          float* y, int64_t ldy, float* scratch, cudaStream_t stream) {
-  with_type(type, GemvLaunch{static_cast<const uint8_t*>(w), row_bytes, rows, K, x, ldx, n, y, ldy, scratch, stream});
+          float* y, int64_t ldy, float* scratch, cudaStream_t stream, Store store) {
+  with_type(type,
+            GemvLaunch{static_cast<const uint8_t*>(w), row_bytes, rows, K, x, ldx, n, y, ldy, scratch, stream, store});
 }
 
 bool gemv_q8_supports(DType type, int64_t K) {
@@ -1216,15 +1430,15 @@ void quantize_q8_act(const float* x, int64_t ldx, int n, int64_t K, void* q, cud
 }
 
 void gemv_q8(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
-             float* y, int64_t ldy, float* scratch, cudaStream_t stream) {
+             float* y, int64_t ldy, float* scratch, cudaStream_t stream, Store store) {
   quantize_q8_act(x, ldx, n, K, scratch, stream);
-  gemv_q8_quantized(type, w, row_bytes, rows, K, scratch, n, y, ldy, stream);
+  gemv_q8_quantized(type, w, row_bytes, rows, K, scratch, n, y, ldy, stream, store);
 }
 
 void gemv_q8_quantized(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const void* xq, int n,
-                       float* y, int64_t ldy, cudaStream_t stream) {
+                       float* y, int64_t ldy, cudaStream_t stream, Store store) {
   with_type(type, GemvQ8Launch{static_cast<const uint8_t*>(w), row_bytes, rows, K, static_cast<const BlockQ8Act*>(xq),
-                               n, y, ldy, stream});
+                               n, y, ldy, stream, store});
 }
 
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
@@ -1258,6 +1472,14 @@ void attention(const AttentionShape& s, const float* q, const void* k_cache, con
       const int group_n = group - g0 < kMaxGroup ? group - g0 : kMaxGroup;
       launch(attention_kernel, grid, kAttnThreads, 0, stream, s, g0, group_n, q, k_cache, v_cache, out);
     }
+    return;
+  }
+  if (s.q8 != nullptr) {  // the tiled kernel does not quantize: a pass after it
+    AttentionShape plain = s;
+    plain.q8 = nullptr;
+    attention(plain, q, k_cache, v_cache, out, stream);
+    const int64_t width = static_cast<int64_t>(s.heads) * s.head_dim;
+    quantize_q8_act(out, width, s.n, width, s.q8, stream);
     return;
   }
   // Batches: query tiles of kRows (token, head) rows, K/V tiles shared by them.

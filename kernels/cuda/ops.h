@@ -18,6 +18,22 @@ namespace slm::kernels::cuda {
 // Whether the device kernels can read weights of `type` (matmul, embedding).
 bool supports(DType type);
 
+// Weight rows as the device kernels read them ("device rows"). The
+// 32-element formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) are re-laid out once,
+// at upload: a row holds the quants of all its blocks first (16 or 32 bytes
+// per block, so each block's quants are one aligned 16-byte load), then each
+// other field of the block (scale, minimum, high bits) as an array of its
+// own, every array starting on a 16-byte boundary. In the file's layout a
+// block's quants sit at 2-byte alignment and a warp reads them two bytes at
+// a time. Every other format keeps the file's layout. Every kernel below
+// that reads weights takes device rows, `row_bytes` apart.
+size_t device_row_bytes(DType type, int64_t K);
+// Whether type's device rows differ from the file's (a re-laid-out format).
+bool relaid_out(DType type);
+// `rows` rows of K elements in the file's layout (src, src_row_bytes apart)
+// as device rows into dst (device_row_bytes(type, K) apart); host memory.
+void to_device_rows(DType type, int64_t K, int64_t rows, const void* src, size_t src_row_bytes, void* dst);
+
 // x[t] = dequant(table row tokens[t]) * scale for t < n; x is [n, E].
 void embed(DType type, const void* table, size_t row_bytes, const int32_t* tokens, int n, int E, float scale,
            float* x, cudaStream_t stream);
@@ -29,11 +45,14 @@ void dequantize_rows(DType type, const void* w, size_t row_bytes, int64_t row0, 
 // y[t][r] = sum_k W[r][k] * x[t][k] for t < n, r < rows: one pass over the
 // weights per kGemvMaxTokens tokens, dequantized in registers, f32
 // accumulation. x is [n, K] ldx, y is [n, rows] ldy; scratch holds
-// gemv_scratch_floats(n, K) floats (the activations, re-laid out).
+// gemv_scratch_floats(n, K) floats (the activations, re-laid out). With
+// Store::add, y[t][r] += the sum instead (the residual join: the same
+// rounding as writing the sum and adding it).
 constexpr int kGemvMaxTokens = 8;
+enum class Store { write, add };
 size_t gemv_scratch_floats(int n, int64_t K);
 void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
-          float* y, int64_t ldy, float* scratch, cudaStream_t stream);
+          float* y, int64_t ldy, float* scratch, cudaStream_t stream, Store store = Store::write);
 
 // The same product with int8 dot products (dp4a) for the 32-element formats
 // (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0): the activations are first quantized to
@@ -44,13 +63,13 @@ void gemv(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, 
 // scratch as for gemv.
 bool gemv_q8_supports(DType type, int64_t K);
 void gemv_q8(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const float* x, int64_t ldx, int n,
-             float* y, int64_t ldy, float* scratch, cudaStream_t stream);
+             float* y, int64_t ldy, float* scratch, cudaStream_t stream, Store store = Store::write);
 // x ([n, K] ldx) as BlockQ8Act blocks, [n][K / 32], into q.
 void quantize_q8_act(const float* x, int64_t ldx, int n, int64_t K, void* q, cudaStream_t stream);
 // gemv_q8 on activations already quantized (quantize_q8_act, rmsnorm_q8,
 // gated_q8): xq is [n][K / 32] blocks.
 void gemv_q8_quantized(DType type, const void* w, size_t row_bytes, int64_t rows, int64_t K, const void* xq, int n,
-                       float* y, int64_t ldy, cudaStream_t stream);
+                       float* y, int64_t ldy, cudaStream_t stream, Store store = Store::write);
 
 // out[r] = in[r] * rsqrt(mean(in[r]^2) + eps) * w for `rows` rows of `dim`
 // floats: row (t, h) of a [n, heads * dim] ld buffer, so one call covers a
@@ -86,12 +105,16 @@ void rope_store(const RopeStoreShape& s, float* q, const float* k, const float* 
 // from the cache (row = key % ring when ring > 0), with scale, optional soft
 // cap, online softmax. q is [n, H * D] ldq; out is [n, H * D]. pos0 is in
 // device memory, as for kv_store.
+// With q8 (head_dim a multiple of 32): the outputs' 8-bit activations too,
+// [n][H * D / 32] blocks as quantize_q8_act writes them — written by the
+// decode kernel as it stores the outputs, by a separate pass for batches.
 struct AttentionShape {
   int n = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int64_t ldq = 0, kv_dim = 0, window = 0, ring = 0;
   const int64_t* pos0 = nullptr;
   float scale = 1, softcap = 0;
   bool kv_f16 = true;
+  void* q8 = nullptr;
 };
 // Up to this many tokens take the decode kernel (keys split across threads);
 // more take the tiled one (query tiles sharing K/V tiles in shared memory).

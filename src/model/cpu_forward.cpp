@@ -121,6 +121,16 @@ void CpuForward::matmul(const kernels::WeightMatrix& w, const float* in, int64_t
   kernels::matmul(k_, w, in, n, out, ldy, n_threads_, act_scratch_);
 }
 
+void CpuForward::project(const kernels::WeightMatrix& w, const float* in, float* out, Store store) {
+  const int64_t E = hp_.n_embd;
+  if (store == Store::write) {
+    matmul(w, in, n_tokens_, out, E);
+    return;
+  }
+  matmul(w, in, n_tokens_, o_.data(), E);
+  k_.add(out, o_.data(), n_tokens_ * E);
+}
+
 void CpuForward::norm(const float* in, const Weight& w, float* out) {
   const int64_t E = hp_.n_embd;
   for (int64_t t = 0; t < n_tokens_; ++t) k_.rmsnorm(in + t * E, w.vec.data(), hp_.rms_eps, E, out + t * E);
@@ -151,7 +161,7 @@ void CpuForward::embed(const int32_t* tokens) {
   }
 }
 
-void CpuForward::attention(int layer, const float* in, float* out) {
+void CpuForward::attention(int layer, const float* in, float* out, Store store) {
   const int64_t n = n_tokens_, D = hp_.head_dim, H = hp_.n_head, KV = hp_.n_head_kv;
   const int64_t qd = hp_.q_dim(), kvd = hp_.kv_dim();
   // Projections: q rows of ldq floats, k/v rows of ldk floats.
@@ -223,10 +233,10 @@ void CpuForward::attention(int layer, const float* in, float* out) {
     a.softcap = hp_.attn_softcap;
     kernels::attention(k_, a, n_threads_);
   }
-  matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.data(), n, out, hp_.n_embd);
+  project(model_.layer(layer, Slot::attn_output).matrix, attn_.data(), out, store);
 }
 
-void CpuForward::gated_mlp(int layer, const float* in, float* out, Activation act) {
+void CpuForward::gated_mlp(int layer, const float* in, float* out, Activation act, Store store) {
   const int64_t n = n_tokens_, F = hp_.n_ff;
   auto fn = act == Activation::silu ? k_.swiglu : k_.geglu;
   if (const Weight& gate = model_.layer(layer, Slot::ffn_gate)) {
@@ -237,7 +247,7 @@ void CpuForward::gated_mlp(int layer, const float* in, float* out, Activation ac
     matmul(model_.layer(layer, Slot::ffn_up).matrix, in, n, up_.data(), 2 * F);
     for (int64_t t = 0; t < n; ++t) fn(up_.data() + t * 2 * F, up_.data() + t * 2 * F + F, act_.data() + t * F, F);
   }
-  matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.data(), n, out, hp_.n_embd);
+  project(model_.layer(layer, Slot::ffn_down).matrix, act_.data(), out, store);
 }
 
 bool CpuForward::keep_rows(const std::vector<int64_t>& rows) {

@@ -59,8 +59,8 @@ class CpuForward final : public Forward {
   float* xn() override { return xn_.data(); }
   float* o() override { return o_.data(); }
   void norm(const float* in, const Weight& w, float* out) override;
-  void attention(int layer, const float* in, float* out) override;
-  void gated_mlp(int layer, const float* in, float* out, Activation act) override;
+  void attention(int layer, const float* in, float* out, Store store) override;
+  void gated_mlp(int layer, const float* in, float* out, Activation act, Store store) override;
   void add_residual(const float* o) override;
   void logits(int64_t first, float* out) override;
   bool keep_rows(const std::vector<int64_t>& rows) override;
@@ -71,6 +71,9 @@ class CpuForward final : public Forward {
   void embed(const int32_t* tokens) override;
   // y = W x for the batch (rows of in are `in_dim` long).
   void matmul(const kernels::WeightMatrix& w, const float* in, int64_t n, float* out, int64_t ldy);
+  // The sub-layer's output projection into out ([n, E]), written or added
+  // (through o_: the matmul kernels write their output).
+  void project(const kernels::WeightMatrix& w, const float* in, float* out, Store store);
 
   std::vector<KvCache> caches_;  // per sequence
   const kernels::KernelTable& k_;

@@ -21,20 +21,18 @@ namespace slm::model {
 
 void Forward::pre_norm_block(int layer, Activation act) {
   norm(x(), model_.layer(layer, Slot::attn_norm), xn());
-  attention(layer, xn(), o());
-  add_residual(o());
+  attention(layer, xn(), x(), Store::add);
   norm(x(), model_.layer(layer, Slot::ffn_norm), xn());
-  gated_mlp(layer, xn(), o(), act);
-  add_residual(o());
+  gated_mlp(layer, xn(), x(), act, Store::add);
 }
 
 void Forward::sandwich_norm_block(int layer, Activation act) {
   norm(x(), model_.layer(layer, Slot::attn_norm), xn());
-  attention(layer, xn(), o());
+  attention(layer, xn(), o(), Store::write);
   norm(o(), model_.layer(layer, Slot::post_attention_norm), o());
   add_residual(o());
   norm(x(), model_.layer(layer, Slot::ffn_norm), xn());
-  gated_mlp(layer, xn(), o(), act);
+  gated_mlp(layer, xn(), o(), act, Store::write);
   norm(o(), model_.layer(layer, Slot::post_ffw_norm), o());
   add_residual(o());
 }

@@ -36,6 +36,13 @@ DType kv_dtype(KvType t);
 
 enum class Activation { silu, gelu };
 
+// How a sub-layer's result reaches its output rows: written, or added to
+// what they hold. The pre-norm block adds the attention and MLP results to
+// the residual stream directly, so a backend can join the residual inside
+// the output projection (the same rounding as writing the result and
+// adding it with add_residual).
+enum class Store { write, add };
+
 // One RoPE table as a context runs it: the per-pair divisors (empty = none)
 // and the magnitude factor, resolved from HParams::rope_tables, the file's
 // frequency factors and the context length (LongRoPE's rule).
@@ -89,11 +96,11 @@ class Forward {
   // Self-attention of layer l: projections (fused qkv or separate), per-head
   // QK-RMSNorm when the layer has attn_q_norm / attn_k_norm, RoPE with the
   // layer's table, K/V into the cache, causal attention within the layer's
-  // window, output projection.
-  virtual void attention(int layer, const float* in, float* out) = 0;
+  // window, output projection — written to out, or added to it (Store).
+  virtual void attention(int layer, const float* in, float* out, Store store) = 0;
   // Gated MLP of layer l: act(gate) * up, then down. Fused gate|up (phi3)
   // when the layer has no ffn_gate.
-  virtual void gated_mlp(int layer, const float* in, float* out, Activation act) = 0;
+  virtual void gated_mlp(int layer, const float* in, float* out, Activation act, Store store) = 0;
   // x += o.
   virtual void add_residual(const float* o) = 0;
   // After the last layer's block of a batch, before logits(): a backend that

@@ -95,6 +95,68 @@ TEST(CudaKernels, SupportsExactlyTheModelFormats) {
 
 size_t row_bytes_of(DType t, int64_t K) { return static_cast<size_t>(row_bytes(t, static_cast<uint64_t>(K))); }
 
+// Rows in the file's layout as the device kernels read them (ops.h: device rows).
+std::vector<uint8_t> device_rows(DType t, const std::vector<uint8_t>& w, int64_t rows, int64_t K) {
+  std::vector<uint8_t> out(kernels::cuda::device_row_bytes(t, K) * static_cast<size_t>(rows));
+  kernels::cuda::to_device_rows(t, K, rows, w.data(), row_bytes_of(t, K), out.data());
+  return out;
+}
+
+// The device rows' layout, as ops.h states it: for the 32-element formats,
+// the quants of block i at quant_bytes * i, then each other field as an
+// array starting on 16 bytes; rows a multiple of 16 bytes; every other
+// format the file's bytes unchanged. Widths whose arrays need padding (5
+// blocks) and whose arrays do not (8 blocks).
+TEST(CudaKernels, DeviceRowsHoldEveryFieldOfEveryBlockAligned) {
+  struct Case {
+    DType type;
+    size_t block;
+    std::vector<std::pair<size_t, size_t>> arrays;  // (offset in the block, bytes per block), in row order
+  };
+  using kernels::BlockQ4_0, kernels::BlockQ4_1, kernels::BlockQ5_0, kernels::BlockQ5_1, kernels::BlockQ8_0;
+  // Q4_1 / Q5_1: d and m, adjacent in the block, are one array of (d, m) pairs.
+  static_assert(offsetof(BlockQ4_1, m) == offsetof(BlockQ4_1, d) + 2 && offsetof(BlockQ5_1, m) == offsetof(BlockQ5_1, d) + 2);
+  const std::vector<Case> cases = {
+      {DType::Q4_0, sizeof(BlockQ4_0), {{offsetof(BlockQ4_0, qs), 16}, {offsetof(BlockQ4_0, d), 2}}},
+      {DType::Q4_1, sizeof(BlockQ4_1), {{offsetof(BlockQ4_1, qs), 16}, {offsetof(BlockQ4_1, d), 4}}},
+      {DType::Q5_0, sizeof(BlockQ5_0), {{offsetof(BlockQ5_0, qs), 16}, {offsetof(BlockQ5_0, qh), 4}, {offsetof(BlockQ5_0, d), 2}}},
+      {DType::Q5_1, sizeof(BlockQ5_1), {{offsetof(BlockQ5_1, qs), 16}, {offsetof(BlockQ5_1, qh), 4}, {offsetof(BlockQ5_1, d), 4}}},
+      {DType::Q8_0, sizeof(BlockQ8_0), {{offsetof(BlockQ8_0, qs), 32}, {offsetof(BlockQ8_0, d), 2}}},
+  };
+  std::mt19937 rng(3);
+  for (const Case& c : cases) {
+    for (int64_t nb : {5, 8}) {
+      SCOPED_TRACE(std::string(dtype_name(c.type)) + ", blocks " + std::to_string(nb));
+      const int64_t K = 32 * nb, rows = 3;
+      const size_t in_row = row_bytes_of(c.type, K), out_row = kernels::cuda::device_row_bytes(c.type, K);
+      std::vector<uint8_t> w(in_row * rows);
+      for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+      EXPECT_EQ(out_row % 16, 0u);
+      EXPECT_TRUE(kernels::cuda::relaid_out(c.type));
+      const auto dev = device_rows(c.type, w, rows, K);
+      for (int64_t r = 0; r < rows; ++r) {
+        size_t at = 0;  // where the array starts in the device row
+        for (const auto& [offset, bytes] : c.arrays) {
+          EXPECT_EQ(at % 16, 0u);
+          for (int64_t i = 0; i < nb; ++i)
+            EXPECT_EQ(std::memcmp(&dev[r * out_row + at + i * bytes], &w[r * in_row + i * c.block + offset], bytes), 0)
+                << "row " << r << " block " << i << " field at " << offset;
+          at += (static_cast<size_t>(nb) * bytes + 15) / 16 * 16;
+        }
+        EXPECT_EQ(at, out_row);
+      }
+    }
+  }
+  for (DType t : {DType::F32, DType::F16, DType::BF16, DType::Q4_K, DType::Q6_K}) {
+    const int64_t K = 512;
+    std::vector<uint8_t> w(row_bytes_of(t, K) * 2);
+    for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
+    EXPECT_FALSE(kernels::cuda::relaid_out(t)) << dtype_name(t);
+    EXPECT_EQ(kernels::cuda::device_row_bytes(t, K), row_bytes_of(t, K)) << dtype_name(t);
+    EXPECT_EQ(device_rows(t, w, 2, K), w) << dtype_name(t);
+  }
+}
+
 // y ([n, rows]) against the double-precision dot of the dequantized weights
 // w ([rows, K]) with x ([n, K]), within f32 rounding of the summed magnitudes.
 void expect_gemv_result(const std::vector<float>& y, const std::vector<float>& w, const std::vector<float>& x, int n,
@@ -162,15 +224,22 @@ TEST(CudaKernels, DequantizeAndGemvMatchTheCpuReference) {
     std::vector<float> want(src.size());
     for (int64_t r = 0; r < rows; ++r) kernels::dequantize_row(t, w.data() + r * row_bytes, want.data() + r * K, K);
 
-    DevArray<uint8_t> dw(w);
+    DevArray<uint8_t> dw(device_rows(t, w, rows, K));
+    const size_t dev_row = kernels::cuda::device_row_bytes(t, K);
     DevArray<float> dout(want.size()), dx(x), dy(static_cast<size_t>(n_tok * rows)),
         scratch(kernels::cuda::gemv_scratch_floats(n_tok, K));
-    kernels::cuda::dequantize_rows(t, dw.p, row_bytes, 0, rows, K, dout.p, nullptr);
+    kernels::cuda::dequantize_rows(t, dw.p, dev_row, 0, rows, K, dout.p, nullptr);
     EXPECT_EQ(dout.get(want.size()), want);
     for (int n : {1, n_tok}) {
-      kernels::cuda::gemv(t, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
+      kernels::cuda::gemv(t, dw.p, dev_row, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
       SCOPED_TRACE("n " + std::to_string(n));
-      expect_gemv_result(dy.get(static_cast<size_t>(n * rows)), want, x, n, rows, K);
+      const auto y = dy.get(static_cast<size_t>(n * rows));
+      expect_gemv_result(y, want, x, n, rows, K);
+      // Store::add: the same sums added to what y held, one rounding each.
+      kernels::cuda::gemv(t, dw.p, dev_row, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr,
+                          kernels::cuda::Store::add);
+      const auto y2 = dy.get(static_cast<size_t>(n * rows));
+      for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y2[i], y[i] + y[i]) << i;
     }
     EXPECT_EQ(cudaGetLastError(), cudaSuccess);
   }
@@ -194,9 +263,10 @@ TEST(CudaKernels, GemvTakesLongRowsAndMoreTokensThanOneLaunch) {
     kernels::quantize_row(DType::Q4_0, src.data() + r * K, w.data() + r * row_bytes, K);
     kernels::dequantize_row(DType::Q4_0, w.data() + r * row_bytes, want.data() + r * K, K);
   }
-  DevArray<uint8_t> dw(w);
+  DevArray<uint8_t> dw(device_rows(DType::Q4_0, w, rows, K));
   DevArray<float> dx(x), dy(static_cast<size_t>(n * rows)), scratch(kernels::cuda::gemv_scratch_floats(n, K));
-  kernels::cuda::gemv(DType::Q4_0, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
+  kernels::cuda::gemv(DType::Q4_0, dw.p, kernels::cuda::device_row_bytes(DType::Q4_0, K), rows, K, dx.p, K, n, dy.p,
+                      rows, scratch.p, nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   expect_gemv_result(dy.get(static_cast<size_t>(n * rows)), want, x, n, rows, K);
@@ -209,43 +279,53 @@ TEST(CudaKernels, GemvTakesLongRowsAndMoreTokensThanOneLaunch) {
 // 1, 5 and 11 tokens (two launches).
 TEST(CudaKernels, Int8GemvMatchesTheCpuReference) {
   SLM_REQUIRE_GPU();
-  const int64_t rows = 37, K = 32 * 41;
-  const size_t act_row = kernels::act_row_bytes(kernels::ActFormat::q8_32, K);
-  std::mt19937 rng(17);
-  std::normal_distribution<float> dist(0.0f, 1.0f);
-  std::vector<float> src(static_cast<size_t>(rows * K)), x(static_cast<size_t>(11 * K));
-  for (float& v : src) v = dist(rng);
-  for (float& v : x) v = dist(rng);
-  x[5] = 0.0f;  // a block of zeros: d = 0
-  std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
-  const auto& ref = kernels::ref::table();
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
-    SCOPED_TRACE(dtype_name(t));
-    ASSERT_TRUE(kernels::cuda::gemv_q8_supports(t, K));
-    EXPECT_FALSE(kernels::cuda::gemv_q8_supports(t, K + 16));
-    const size_t row_bytes = row_bytes_of(t, K);
-    std::vector<uint8_t> w(row_bytes * rows);
-    for (int64_t r = 0; r < rows; ++r) kernels::quantize_row(t, src.data() + r * K, w.data() + r * row_bytes, K);
-    DevArray<uint8_t> dw(w);
-    DevArray<float> dx(x), dy(static_cast<size_t>(11 * rows)), scratch(kernels::cuda::gemv_scratch_floats(11, K));
-    for (int n : {1, 5, 11}) {
-      SCOPED_TRACE("n " + std::to_string(n));
-      std::vector<uint8_t> xq(act_row * static_cast<size_t>(n));
-      for (int tok = 0; tok < n; ++tok) kernels::ref::quantize_row_q8_act(x.data() + tok * K, xq.data() + tok * act_row, K);
-      kernels::cuda::quantize_q8_act(dx.p, K, n, K, scratch.p, nullptr);
-      std::vector<float> got_q = scratch.get(xq.size() / sizeof(float) + 1);
-      EXPECT_EQ(std::memcmp(got_q.data(), xq.data(), xq.size()), 0) << "8-bit activations differ from the CPU's";
-      kernels::cuda::gemv_q8(t, dw.p, row_bytes, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
-      const auto y = dy.get(static_cast<size_t>(n * rows));
-      ASSERT_EQ(cudaGetLastError(), cudaSuccess);
-      for (int tok = 0; tok < n; ++tok)
-        for (int64_t r = 0; r < rows; ++r) {
-          float want = 0;
-          ref.types[static_cast<int>(t)].dot(K, w.data() + r * row_bytes, xq.data() + tok * act_row, act_row, 1, &want);
-          double mag = 0;  // the summed magnitudes the rounding scales with
-          for (int64_t k = 0; k < K; ++k) mag += std::fabs(static_cast<double>(src[r * K + k]) * x[tok * K + k]);
-          EXPECT_NEAR(y[tok * rows + r], want, 1e-5 * mag + 1e-6) << "token " << tok << " row " << r;
-        }
+  // 41 blocks: less than one chunk per lane; 300: several chunks, the last partial.
+  for (int64_t K : {int64_t{32 * 41}, int64_t{32 * 300}}) {
+    SCOPED_TRACE("K " + std::to_string(K));
+    const int64_t rows = 37;
+    const size_t act_row = kernels::act_row_bytes(kernels::ActFormat::q8_32, K);
+    std::mt19937 rng(17);
+    std::normal_distribution<float> dist(0.0f, 1.0f);
+    std::vector<float> src(static_cast<size_t>(rows * K)), x(static_cast<size_t>(11 * K));
+    for (float& v : src) v = dist(rng);
+    for (float& v : x) v = dist(rng);
+    x[5] = 0.0f;  // a block of zeros: d = 0
+    std::fill(x.begin() + 32, x.begin() + 64, 0.0f);
+    const auto& ref = kernels::ref::table();
+    for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0}) {
+      SCOPED_TRACE(dtype_name(t));
+      ASSERT_TRUE(kernels::cuda::gemv_q8_supports(t, K));
+      EXPECT_FALSE(kernels::cuda::gemv_q8_supports(t, K + 16));
+      const size_t row_bytes = row_bytes_of(t, K);
+      std::vector<uint8_t> w(row_bytes * rows);
+      for (int64_t r = 0; r < rows; ++r) kernels::quantize_row(t, src.data() + r * K, w.data() + r * row_bytes, K);
+      DevArray<uint8_t> dw(device_rows(t, w, rows, K));
+      const size_t dev_row = kernels::cuda::device_row_bytes(t, K);
+      DevArray<float> dx(x), dy(static_cast<size_t>(11 * rows)), scratch(kernels::cuda::gemv_scratch_floats(11, K));
+      for (int n : {1, 5, 11}) {
+        SCOPED_TRACE("n " + std::to_string(n));
+        std::vector<uint8_t> xq(act_row * static_cast<size_t>(n));
+        for (int tok = 0; tok < n; ++tok) kernels::ref::quantize_row_q8_act(x.data() + tok * K, xq.data() + tok * act_row, K);
+        kernels::cuda::quantize_q8_act(dx.p, K, n, K, scratch.p, nullptr);
+        std::vector<float> got_q = scratch.get(xq.size() / sizeof(float) + 1);
+        EXPECT_EQ(std::memcmp(got_q.data(), xq.data(), xq.size()), 0) << "8-bit activations differ from the CPU's";
+        kernels::cuda::gemv_q8(t, dw.p, dev_row, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr);
+        const auto y = dy.get(static_cast<size_t>(n * rows));
+        ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+        // Store::add: the same sums added to what y held, one rounding each.
+        kernels::cuda::gemv_q8(t, dw.p, dev_row, rows, K, dx.p, K, n, dy.p, rows, scratch.p, nullptr,
+                               kernels::cuda::Store::add);
+        const auto y2 = dy.get(static_cast<size_t>(n * rows));
+        for (size_t i = 0; i < y.size(); ++i) ASSERT_EQ(y2[i], y[i] + y[i]) << i;
+        for (int tok = 0; tok < n; ++tok)
+          for (int64_t r = 0; r < rows; ++r) {
+            float want = 0;
+            ref.types[static_cast<int>(t)].dot(K, w.data() + r * row_bytes, xq.data() + tok * act_row, act_row, 1, &want);
+            double mag = 0;  // the summed magnitudes the rounding scales with
+            for (int64_t k = 0; k < K; ++k) mag += std::fabs(static_cast<double>(src[r * K + k]) * x[tok * K + k]);
+            EXPECT_NEAR(y[tok * rows + r], want, 1e-5 * mag + 1e-6) << "token " << tok << " row " << r;
+          }
+      }
     }
   }
 }
@@ -283,6 +363,52 @@ TEST(CudaKernels, FusedQuantizationEqualsTheSeparatePasses) {
     const size_t rows = static_cast<size_t>(n / 2 + 1);
     EXPECT_EQ(fused.get(rows * dim), plain.get(rows * dim));
     EXPECT_TRUE(same_bytes(q_fused.get(q_bytes / n * rows / sizeof(float)), q_plain.get(q_bytes / n * rows / sizeof(float))));
+    ASSERT_EQ(cudaGetLastError(), cudaSuccess);
+  }
+}
+
+// Attention that also writes its outputs' 8-bit activations (AttentionShape::
+// q8): the outputs equal the plain kernel's, the bytes quantize_q8_act's of
+// them — for decode batches (the kernel quantizes as it stores) and a
+// batch the tiled kernel takes (a pass after it).
+TEST(CudaKernels, AttentionWithActivationsEqualsTheSeparatePasses) {
+  SLM_REQUIRE_GPU();
+  const int heads = 4, kv_heads = 2, D = 64, rows = 16;
+  const int64_t pos0 = 7, width = int64_t{heads} * D;
+  std::mt19937 rng(29);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<uint16_t> kc(static_cast<size_t>(rows * kv_heads * D)), vc(kc.size());
+  for (uint16_t& h : kc) h = f32_to_f16(dist(rng));
+  for (uint16_t& h : vc) h = f32_to_f16(dist(rng));
+  std::vector<float> q(static_cast<size_t>(8 * width));
+  for (float& v : q) v = dist(rng);
+  DevArray<uint16_t> dk(kc), dv(vc);
+  DevArray<float> dq(q), plain(q.size()), fused(q.size());
+  DevArray<int64_t> dpos(std::vector<int64_t>{pos0});
+  const size_t q_floats = kernels::act_row_bytes(kernels::ActFormat::q8_32, width) * 8 / sizeof(float);
+  DevArray<float> q_fused(q_floats), q_plain(q_floats);
+  for (int n : {1, 3, 6}) {
+    SCOPED_TRACE("n " + std::to_string(n));
+    ASSERT_EQ(n > kernels::cuda::kAttentionDecodeMax, n == 6);
+    kernels::cuda::AttentionShape s;
+    s.n = n;
+    s.heads = heads;
+    s.kv_heads = kv_heads;
+    s.head_dim = D;
+    s.ldq = width;
+    s.kv_dim = int64_t{kv_heads} * D;
+    s.pos0 = dpos.p;
+    s.scale = 0.125f;
+    kernels::cuda::attention(s, dq.p, dk.p, dv.p, plain.p, nullptr);
+    s.q8 = q_fused.p;
+    kernels::cuda::attention(s, dq.p, dk.p, dv.p, fused.p, nullptr);
+    kernels::cuda::quantize_q8_act(plain.p, width, n, width, q_plain.p, nullptr);
+    const size_t floats = static_cast<size_t>(n * width), q_n = q_floats / 8 * static_cast<size_t>(n);
+    const auto want = plain.get(floats);
+    EXPECT_EQ(fused.get(floats), want);
+    const auto a = q_fused.get(q_n), b = q_plain.get(q_n);
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), q_n * sizeof(float)), 0) << "8-bit activations differ";
+    EXPECT_GT(*std::max_element(want.begin(), want.end()), 0.0f);  // the outputs are not all zero
     ASSERT_EQ(cudaGetLastError(), cudaSuccess);
   }
 }

@@ -123,7 +123,29 @@ void for_each_weight(const Model& m, Fn&& fn) {
   }
 }
 
-size_t matrix_bytes(const kernels::WeightMatrix& m) { return m.row_bytes * static_cast<size_t>(m.rows); }
+// A matrix's rows as the kernels read them (ops.h: device rows).
+size_t device_row_bytes(const kernels::WeightMatrix& m) { return ops::device_row_bytes(m.type, m.cols); }
+size_t matrix_bytes(const kernels::WeightMatrix& m) { return device_row_bytes(m) * static_cast<size_t>(m.rows); }
+
+// Copies a matrix to the GPU as device rows, re-laid out on the host in
+// pieces of about 64 MiB.
+void upload_matrix(const kernels::WeightMatrix& m, void* device) {
+  const size_t out_row = device_row_bytes(m);
+  if (!ops::relaid_out(m.type)) {  // the file's layout
+    check(cudaMemcpy(device, m.data, matrix_bytes(m), cudaMemcpyHostToDevice), "uploading weights");
+    return;
+  }
+  const int64_t piece = std::max<int64_t>(1, static_cast<int64_t>((size_t{64} << 20) / out_row));
+  std::vector<uint8_t> staging(static_cast<size_t>(std::min(piece, m.rows)) * out_row);
+  for (int64_t r0 = 0; r0 < m.rows; r0 += piece) {
+    const int64_t rows = std::min(piece, m.rows - r0);
+    ops::to_device_rows(m.type, m.cols, rows, static_cast<const uint8_t*>(m.data) + static_cast<size_t>(r0) * m.row_bytes,
+                        m.row_bytes, staging.data());
+    check(cudaMemcpy(static_cast<uint8_t*>(device) + static_cast<size_t>(r0) * out_row, staging.data(),
+                     static_cast<size_t>(rows) * out_row, cudaMemcpyHostToDevice),
+          "uploading weights");
+  }
+}
 
 // The weights on the GPU, found by the host address of their data (the
 // mapped file for matrices, Weight::vec for 1-D tensors).
@@ -160,7 +182,10 @@ class CudaWeights final : public BackendWeights {
       const void* host = vec ? static_cast<const void*>(w.vec.data()) : w.matrix.data;
       const size_t bytes = vec ? w.vec.size() * sizeof(float) : matrix_bytes(w.matrix);
       DeviceBuffer buf(bytes);
-      check(cudaMemcpy(buf.get(), host, bytes, cudaMemcpyHostToDevice), "uploading weights");
+      if (vec)
+        check(cudaMemcpy(buf.get(), host, bytes, cudaMemcpyHostToDevice), "uploading weights");
+      else
+        upload_matrix(w.matrix, buf.get());
       bytes_ += bytes;
       map_.emplace(host, std::move(buf));
     });
@@ -244,7 +269,8 @@ class CudaForward final : public Forward {
     logits_ = DeviceBuffer(static_cast<size_t>(kLogitRows * hp.n_vocab) * sizeof(float));
     tile_ = DeviceBuffer(static_cast<size_t>(std::min(largest, kDequantTile)) * sizeof(float));
     gemv_scratch_ = DeviceBuffer(ops::gemv_scratch_floats(ops::kGemvMaxTokens, widest) * sizeof(float));
-    xq_ = DeviceBuffer(ops::gemv_scratch_floats(ops::kGemvMaxTokens, std::max(hp.n_embd, hp.n_ff)) * sizeof(float));
+    xq_ = DeviceBuffer(ops::gemv_scratch_floats(ops::kGemvMaxTokens, std::max({hp.n_embd, hp.n_ff, hp.q_dim()})) *
+                       sizeof(float));
     const size_t step_capacity = step_layout(c.n_batch).bytes;
     step_ = DeviceBuffer(step_capacity);
     host_step_ = PinnedBuffer(step_capacity);
@@ -287,7 +313,7 @@ class CudaForward final : public Forward {
     written(x_.f());
   }
 
-  void attention(int layer, const float* in, float* out) override {
+  void attention(int layer, const float* in, float* out, Store store) override {
     if (replaying_) return;
     const int n = static_cast<int>(n_tokens_);
     const int64_t D = hp_.head_dim, H = hp_.n_head, KV = hp_.n_head_kv, qd = hp_.q_dim(), kvd = hp_.kv_dim();
@@ -346,12 +372,17 @@ class CudaForward final : public Forward {
     s.scale = hp_.query_scale;
     s.softcap = hp_.attn_softcap;
     s.kv_f16 = kv_f16_;
-    ops::attention(s, q, k_cache_[l].get(), v_cache_[l].get(), attn_.f(), stream_);
+    // The output projection's 8-bit activations come with attention when it takes the int8 GEMV.
+    const kernels::WeightMatrix& wo = model_.layer(layer, Slot::attn_output).matrix;
+    const bool fuse = fuse_q8(qd) && D % 32 == 0 && ops::gemv_q8_supports(wo.type, wo.cols);
+    s.q8 = fuse ? xq_.get() : nullptr;
     written(attn_.f());
-    matmul(model_.layer(layer, Slot::attn_output).matrix, attn_.f(), n_tokens_, out, hp_.n_embd);
+    ops::attention(s, q, k_cache_[l].get(), v_cache_[l].get(), attn_.f(), stream_);
+    if (fuse) quantized(attn_.f(), qd);
+    matmul(wo, attn_.f(), n_tokens_, out, hp_.n_embd, store);
   }
 
-  void gated_mlp(int layer, const float* in, float* out, Activation act) override {
+  void gated_mlp(int layer, const float* in, float* out, Activation act, Store store) override {
     if (replaying_) return;
     const int n = static_cast<int>(n_tokens_);
     const int64_t F = hp_.n_ff;
@@ -373,17 +404,23 @@ class CudaForward final : public Forward {
       ops::gated(g, gate_out, up_out, ld, act_.f(), F, n, static_cast<int>(F), stream_);
       written(act_.f());
     }
-    matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.f(), n_tokens_, out, hp_.n_embd);
+    matmul(model_.layer(layer, Slot::ffn_down).matrix, act_.f(), n_tokens_, out, hp_.n_embd, store);
   }
 
   void logits(int64_t first, float* out) override {
     const int64_t E = hp_.n_embd, V = hp_.n_vocab;
     const Weight& norm_w = model_.global(Slot::output_norm);
-    xq_of_ = nullptr;  // the norm below writes xn directly
     for (int64_t r0 = first; r0 < n_tokens_; r0 += kLogitRows) {
       const int64_t rows = std::min(kLogitRows, n_tokens_ - r0);
-      ops::rmsnorm(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), 1, static_cast<int>(E),
-                   w_.vec(norm_w), hp_.rms_eps, stream_);
+      xq_of_ = nullptr;
+      if (rows <= ops::kGemvMaxTokens && fuse_q8(E)) {  // the output GEMV's 8-bit activations come with the norm
+        ops::rmsnorm_q8(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), static_cast<int>(E),
+                        w_.vec(norm_w), hp_.rms_eps, xq_.get(), stream_);
+        quantized(xn_.f() + r0 * E, E);
+      } else {
+        ops::rmsnorm(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), 1, static_cast<int>(E),
+                     w_.vec(norm_w), hp_.rms_eps, stream_);
+      }
       matmul(model_.output_matrix(), xn_.f() + r0 * E, rows, logits_.f(), V);
       if (hp_.final_softcap > 0) ops::softcap(logits_.f(), hp_.final_softcap, rows * V, stream_);
       const size_t bytes = static_cast<size_t>(rows * V) * sizeof(float);
@@ -451,7 +488,7 @@ class CudaForward final : public Forward {
       capturing_ = true;
     }
     const Weight& embd = model_.global(Slot::token_embd);
-    ops::embed(embd.matrix.type, w_.matrix(embd.matrix), embd.matrix.row_bytes,
+    ops::embed(embd.matrix.type, w_.matrix(embd.matrix), device_row_bytes(embd.matrix),
                reinterpret_cast<const int32_t*>(static_cast<uint8_t*>(step_.get()) + layout_.tokens_at), n,
                static_cast<int>(hp_.n_embd), hp_.embd_scale, x_.f(), stream_);
   }
@@ -514,26 +551,30 @@ class CudaForward final : public Forward {
     return reinterpret_cast<const float*>(static_cast<const uint8_t*>(step_.get()) + at);
   }
 
-  // y = W x: [n, K] -> [n, rows] ldy.
-  void matmul(const kernels::WeightMatrix& m, const float* in, int64_t n, float* out, int64_t ldy) {
+  // y = W x: [n, K] -> [n, rows] ldy, or y += W x (Store::add).
+  void matmul(const kernels::WeightMatrix& m, const float* in, int64_t n, float* out, int64_t ldy,
+              Store store = Store::write) {
     const void* w = w_.matrix(m);
+    const size_t row_bytes = device_row_bytes(m);
+    const auto to = store == Store::add ? ops::Store::add : ops::Store::write;
     written(out);
     if (n <= ops::kGemvMaxTokens) {
       const bool int8 = q8_gemv_ && ops::gemv_q8_supports(m.type, m.cols);
-      if (int8 && in == xq_of_ && m.cols == xq_k_)  // quantized by the norm or the activation that wrote `in`
-        ops::gemv_q8_quantized(m.type, w, m.row_bytes, m.rows, m.cols, xq_.get(), static_cast<int>(n), out, ldy,
-                               stream_);
+      if (int8 && in == xq_of_ && m.cols == xq_k_)  // quantized by the op that wrote `in`
+        ops::gemv_q8_quantized(m.type, w, row_bytes, m.rows, m.cols, xq_.get(), static_cast<int>(n), out, ldy, stream_,
+                               to);
       else
-        (int8 ? ops::gemv_q8 : ops::gemv)(m.type, w, m.row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out,
-                                          ldy, gemv_scratch_.f(), stream_);
+        (int8 ? ops::gemv_q8 : ops::gemv)(m.type, w, row_bytes, m.rows, m.cols, in, m.cols, static_cast<int>(n), out,
+                                          ldy, gemv_scratch_.f(), stream_, to);
       return;
     }
-    const float one = 1.0f, zero = 0.0f;
+    // beta 1 adds the product to what out holds: one rounding, as the add.
+    const float one = 1.0f, beta = store == Store::add ? 1.0f : 0.0f;
     // Column-major view: C (rows x n, ldc = ldy) = W^T (rows x K) * X (K x n).
     if (m.type == DType::F32) {
       check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m.rows), static_cast<int>(n),
                          static_cast<int>(m.cols), &one, w, CUDA_R_32F, static_cast<int>(m.cols), in, CUDA_R_32F,
-                         static_cast<int>(m.cols), &zero, out, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
+                         static_cast<int>(m.cols), &beta, out, CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F,
                          CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx");
       return;
@@ -544,10 +585,10 @@ class CudaForward final : public Forward {
     const int64_t tile_rows = std::max<int64_t>(1, std::min(m.rows, kDequantTile / m.cols));
     for (int64_t r0 = 0; r0 < m.rows; r0 += tile_rows) {
       const int64_t rows = std::min(tile_rows, m.rows - r0);
-      ops::dequantize_rows(m.type, w, m.row_bytes, r0, rows, m.cols, tile_.f(), stream_);
+      ops::dequantize_rows(m.type, w, row_bytes, r0, rows, m.cols, tile_.f(), stream_);
       check(cublasGemmEx(blas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(n),
                          static_cast<int>(m.cols), &one, tile_.get(), CUDA_R_32F, static_cast<int>(m.cols), in,
-                         CUDA_R_32F, static_cast<int>(m.cols), &zero, out + r0, CUDA_R_32F, static_cast<int>(ldy),
+                         CUDA_R_32F, static_cast<int>(m.cols), &beta, out + r0, CUDA_R_32F, static_cast<int>(ldy),
                          compute, CUBLAS_GEMM_DEFAULT),
             "cublasGemmEx");
     }
