@@ -827,17 +827,30 @@ int max_shared_bytes() {
 // ---------------------------------------------------------------------------
 // Norms, RoPE, the cache, elementwise.
 
-// One block per row, up to kNormThreads threads, each holding its (at most
-// kNormPerThread) elements in registers: the row is read once, every load
-// issued before the first is used (a loop over memory would wait for each).
+// One block per row, each thread holding up to kNormPerThread elements in
+// registers (as few threads as that allows: fewer warps to gather): the
+// row is read once, every load issued before the first is used (a loop over
+// memory would wait for each). The weights do not depend on the previous
+// kernel: they are loaded before waiting for it.
 constexpr int kNormThreads = 1024;
 constexpr int kNormPerThread = kMaxNormDim / kNormThreads;
+
+int norm_threads(int dim) {
+  const int per_thread = (dim + kNormPerThread - 1) / kNormPerThread;
+  return per_thread <= 32 ? 32 : (per_thread + 31) / 32 * 32;
+}
 
 // With q (heads = 1, dim a multiple of 32, whole warps): the output rows'
 // 8-bit activations too, row t's blocks at q + t * dim / 32 — warp w holds
 // elements 32 w .. 32 w + 31 (+ k * blockDim), one block.
 __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64_t ld_out, int heads, int dim,
                                const float* w, float eps, BlockQ8Act* q) {
+  float wv[kNormPerThread];
+#pragma unroll
+  for (int k = 0; k < kNormPerThread; ++k) {
+    const int i = threadIdx.x + k * blockDim.x;
+    wv[k] = i < dim ? w[i] : 0.0f;
+  }
   after_previous();
   const int t = blockIdx.x / heads, h = blockIdx.x % heads;
   const float* x = in + t * ld_in + static_cast<int64_t>(h) * dim;
@@ -853,21 +866,60 @@ __global__ void rmsnorm_kernel(const float* in, int64_t ld_in, float* out, int64
   }
   double sum = part;
   __shared__ double partial[kNormThreads / 32];
+  __shared__ float inv_shared;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
+  if (lane == 0) partial[warp] = sum;
   __syncthreads();  // also: every thread has read x before any writes y (in place)
-  double total = 0;
-  for (int i = 0; i < static_cast<int>(blockDim.x / 32); ++i) total += partial[i];
-  const float inv = static_cast<float>(1.0 / sqrt(total / dim + eps));
+  if (warp == 0) {  // the warps' sums gathered by one warp
+    double total = lane < warps ? partial[lane] : 0.0;
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+    if (lane == 0) inv_shared = static_cast<float>(1.0 / sqrt(total / dim + eps));
+  }
+  __syncthreads();
+  const float inv = inv_shared;
 #pragma unroll
   for (int k = 0; k < kNormPerThread; ++k) {
     const int i = threadIdx.x + k * blockDim.x;
     if (i < dim) {
-      const float yi = v[k] * inv * w[i];
+      const float yi = v[k] * inv * wv[k];
       y[i] = yi;
-      if (q != nullptr) quantize_block(yi, threadIdx.x % 32, q[static_cast<int64_t>(t) * (dim / kQK) + i / kQK]);
+      if (q != nullptr) quantize_block(yi, lane, q[static_cast<int64_t>(t) * (dim / kQK) + i / kQK]);
     }
+  }
+}
+
+// RoPE pair p of a head of D dims: dims (ia, ib) — (p, p + n_rot / 2) for
+// neox, else (2p, 2p + 1) — for p < n_rot / 2, the rotated pairs; the
+// pairs past them carry dims n_rot .. D unrotated, two by two.
+__device__ __forceinline__ void rope_pair(int p, int n_rot, bool neox, int* ia, int* ib) {
+  const int half = n_rot / 2;
+  if (p < half) {
+    *ia = neox ? p : 2 * p;
+    *ib = neox ? p + half : 2 * p + 1;
+  } else {
+    *ia = n_rot + 2 * (p - half);
+    *ib = *ia + 1;
+  }
+}
+// (a, b) rotated by the angle with cosine c and sine s, the roundings
+// spelled out: the kernels that rotate (rope_store_kernel, attention_kernel)
+// give the same bits.
+__device__ __forceinline__ void rotate(float& a, float& b, float c, float s) {
+  const float ra = __fmaf_rn(a, c, __fmul_rn(-b, s)), rb = __fmaf_rn(a, s, __fmul_rn(b, c));
+  a = ra;
+  b = rb;
+}
+// Stores dims (ia, ib) of a cache row (f16 bits or f32).
+__device__ __forceinline__ void store_pair(void* cache, bool f16_cache, int64_t at, int ia, int ib, float a, float b) {
+  if (f16_cache) {
+    static_cast<__half*>(cache)[at + ia] = __float2half_rn(a);
+    static_cast<__half*>(cache)[at + ib] = __float2half_rn(b);
+  } else {
+    static_cast<float*>(cache)[at + ia] = a;
+    static_cast<float*>(cache)[at + ib] = b;
   }
 }
 
@@ -885,14 +937,7 @@ __global__ void rope_store_kernel(RopeStoreShape s, float* q, const float* k, co
   const int64_t t = i / (static_cast<int64_t>(pairs) * all_heads);
   const bool rotated = p < half && h < s.heads + s.kv_heads;  // values are never rotated
   int ia, ib;
-  if (p < half) {
-    ia = s.neox ? p : 2 * p;
-    ib = s.neox ? p + half : 2 * p + 1;
-  } else {
-    ia = s.n_rot + 2 * (p - half);
-    ib = ia + 1;
-  }
-  float a, b;
+  rope_pair(p, s.n_rot, s.neox, &ia, &ib);
   float* qh = nullptr;
   int kv_head = 0;
   const float* src;
@@ -907,14 +952,8 @@ __global__ void rope_store_kernel(RopeStoreShape s, float* q, const float* k, co
     kv_head = h - s.heads - s.kv_heads;
     src = v + t * s.ldk + static_cast<int64_t>(kv_head) * D;
   }
-  a = src[ia];
-  b = src[ib];
-  if (rotated) {
-    const float c = cos[t * half + p], sn = sin[t * half + p];
-    const float ra = a * c - b * sn, rb = a * sn + b * c;
-    a = ra;
-    b = rb;
-  }
+  float a = src[ia], b = src[ib];
+  if (rotated) rotate(a, b, cos[t * half + p], sin[t * half + p]);
   if (qh != nullptr) {
     qh[ia] = a;
     qh[ib] = b;
@@ -922,14 +961,8 @@ __global__ void rope_store_kernel(RopeStoreShape s, float* q, const float* k, co
   }
   void* cache = h < s.heads + s.kv_heads ? k_cache : v_cache;
   const int64_t row = (*s.pos0 + t) % s.rows;
-  const int64_t at = row * static_cast<int64_t>(s.kv_heads) * D + static_cast<int64_t>(kv_head) * D;
-  if (s.kv_f16) {
-    static_cast<__half*>(cache)[at + ia] = __float2half_rn(a);
-    static_cast<__half*>(cache)[at + ib] = __float2half_rn(b);
-  } else {
-    static_cast<float*>(cache)[at + ia] = a;
-    static_cast<float*>(cache)[at + ib] = b;
-  }
+  store_pair(cache, s.kv_f16, row * static_cast<int64_t>(s.kv_heads) * D + static_cast<int64_t>(kv_head) * D, ia, ib,
+             a, b);
 }
 
 __device__ __forceinline__ float gelu1(float t) {
@@ -976,31 +1009,90 @@ constexpr int kAttnThreads = 128;
 constexpr int kTile = kAttnThreads;
 constexpr int kMaxHeadDim = 256;
 constexpr int kMaxGroup = 8;  // query heads per kv head held at once
+constexpr int kMaxSplits = kMaxAttentionSplits;
 
 __device__ __forceinline__ float load_kv(const void* base, bool f16_cache, int64_t i) {
   return f16_cache ? __half2float(static_cast<const __half*>(base)[i]) : static_cast<const float*>(base)[i];
 }
 
-__global__ void attention_kernel(AttentionShape s, int g0, int group_n, const float* q, const void* kc, const void* vc,
-                                 float* out) {
-  after_previous();
-  const int t = blockIdx.x;
+// A decode step's RoPE and KV-cache write, done by the attention kernel:
+// the block of KV head g rotates its query heads as it loads them, rotates
+// its key and writes key and value to the cache row before reading the
+// cache (one token; rope_store_kernel's arithmetic). k == nullptr: done
+// already (rope_store).
+struct FusedRope {
+  const float* k = nullptr;  // the token's keys and values, [kv_heads * D] each
+  const float* v = nullptr;
+  const float* cos = nullptr;  // [n_rot / 2]
+  const float* sin = nullptr;
+  int n_rot = 0;
+  bool neox = false;
+  int64_t rows = 0;  // of the cache: the row is pos % rows
+};
+
+// A token's keys split among the blocks of its KV head (flash-decoding):
+// chunks of at least kMinSplitKeys keys (whole tiles), as many chunks as
+// s.splits allows. With one chunk its block writes the outputs; with more,
+// each block writes its running max, sum and outputs (s.partials) and the
+// last block of the head to finish (s.counters) merges them in chunk order:
+// the same result whichever block finishes last.
+constexpr int kMinSplitKeys = 2 * kTile;
+
+__device__ __forceinline__ int64_t split_chunk(int64_t n_keys, int splits) {
+  const int64_t even = (n_keys + splits - 1) / splits;
+  const int64_t tiles = (even + kTile - 1) / kTile * kTile;
+  return tiles > kMinSplitKeys ? tiles : kMinSplitKeys;
+}
+
+__global__ void attention_kernel(AttentionShape s, FusedRope rope, int g0, int group_n, const float* q, void* kc,
+                                 void* vc, float* out) {
+  const int t = blockIdx.x / s.splits, split = blockIdx.x % s.splits;
   const int g = blockIdx.y;                         // kv head
   const int group = s.heads / s.kv_heads;           // query heads per kv head
   const int D = s.head_dim;
+  // The position comes with the batch, not from the previous kernel: a
+  // block whose chunk holds no key leaves without waiting for that kernel.
   const int64_t pos = *s.pos0 + t;
   const int64_t first = s.window > 0 ? max(static_cast<int64_t>(0), pos - s.window + 1) : 0;
+  const int64_t chunk = split_chunk(pos - first + 1, s.splits);
+  const int chunks = static_cast<int>((pos - first + chunk) / chunk);  // that hold keys
+  if (split >= chunks) return;
+  after_previous();
+  const int64_t key_begin = first + split * chunk, key_end = min(pos, key_begin + chunk - 1);
+  const bool holds_pos = split == chunks - 1;
 
   __shared__ float qs[kMaxGroup][kMaxHeadDim];
   __shared__ float p[kMaxGroup][kTile];
   __shared__ float red[kMaxGroup][kAttnThreads / 32];
   __shared__ float m_run[kMaxGroup], l_run[kMaxGroup], rescale[kMaxGroup];
 
-  for (int i = threadIdx.x; i < group_n * D; i += blockDim.x) {
-    const int hh = i / D, d = i % D;
-    qs[hh][d] = q[t * s.ldq + static_cast<int64_t>(g * group + g0 + hh) * D + d];
+  if (rope.k != nullptr) {  // one token: work items (head, pair) over the query heads, then the key, then the value
+    const int pairs = D / 2, half = rope.n_rot / 2;
+    const int64_t at = (pos % rope.rows) * s.kv_dim + static_cast<int64_t>(g) * D;
+    for (int i = threadIdx.x; i < (group_n + 2) * pairs; i += blockDim.x) {
+      const int hh = i / pairs, pair = i % pairs;
+      int ia, ib;
+      rope_pair(pair, rope.n_rot, rope.neox, &ia, &ib);
+      const float* src = hh < group_n ? q + static_cast<int64_t>(g * group + g0 + hh) * D
+                         : hh == group_n ? rope.k + static_cast<int64_t>(g) * D
+                                         : rope.v + static_cast<int64_t>(g) * D;
+      float a = src[ia], b = src[ib];
+      if (pair < half && hh <= group_n) rotate(a, b, rope.cos[pair], rope.sin[pair]);
+      if (hh < group_n) {
+        qs[hh][ia] = a;
+        qs[hh][ib] = b;
+      } else if (holds_pos) {  // the one block that reads the new row writes it
+        store_pair(hh == group_n ? kc : vc, s.kv_f16, at, ia, ib, a, b);
+      }
+    }
+  } else {
+    for (int i = threadIdx.x; i < group_n * D; i += blockDim.x) {
+      const int hh = i / D, d = i % D;
+      qs[hh][d] = q[t * s.ldq + static_cast<int64_t>(g * group + g0 + hh) * D + d];
+    }
   }
   if (threadIdx.x < group_n) m_run[threadIdx.x] = -INFINITY, l_run[threadIdx.x] = 0.0f;
+  // (The __syncthreads below also makes the block's cache writes visible to its reads.)
   constexpr int kDimsPerThread = kMaxHeadDim / kAttnThreads;
   float acc[kMaxGroup][kDimsPerThread];
 #pragma unroll
@@ -1010,9 +1102,9 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
   __syncthreads();
 
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  for (int64_t j0 = first; j0 <= pos; j0 += kTile) {
+  for (int64_t j0 = key_begin; j0 <= key_end; j0 += kTile) {
     const int64_t j = j0 + threadIdx.x;
-    const bool live = j <= pos;
+    const bool live = j <= key_end;
     const int64_t row = s.ring > 0 ? j % s.ring : j;
     // Scores of key j for every query head of the group.
     float sc[kMaxGroup];
@@ -1098,7 +1190,7 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
       l_run[hh] = l_run[hh] * rescale[hh] + sum;
     }
     // Output: rescale, then add p_j * V[j] over the tile's keys.
-    const int n_keys = static_cast<int>(min(static_cast<int64_t>(kTile), pos - j0 + 1));
+    const int n_keys = static_cast<int>(min(static_cast<int64_t>(kTile), key_end - j0 + 1));
 #pragma unroll
     for (int k = 0; k < kDimsPerThread; ++k) {
       const int d = threadIdx.x + k * kAttnThreads;
@@ -1121,6 +1213,67 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
   // With s.q8 (D a multiple of 32): warp w holds dims 32 w .. 32 w + 31 (+
   // 128 k) of each head, one activation block, quantized as it is stored.
   auto* q8 = static_cast<BlockQ8Act*>(s.q8);
+  const int lane_out = threadIdx.x % 32;
+  auto store_out = [&](int hh, int d, float v) {
+    const int64_t at = t * static_cast<int64_t>(s.heads) * D + static_cast<int64_t>(g * group + g0 + hh) * D + d;
+    out[at] = v;
+    if (q8 != nullptr) quantize_block(v, lane_out, q8[at / kQK]);
+  };
+  if (chunks == 1) {
+#pragma unroll
+    for (int k = 0; k < kDimsPerThread; ++k) {
+      const int d = threadIdx.x + k * kAttnThreads;
+      if (d >= D) break;
+#pragma unroll
+      for (int hh = 0; hh < kMaxGroup; ++hh) {
+        if (hh >= group_n) break;
+        store_out(hh, d, acc[hh][k] / l_run[hh]);
+      }
+    }
+    return;
+  }
+  // This chunk's state per query head h: max and sum at partials[(t, h, split)],
+  // outputs at partials + n * heads * splits * 2 + (t, h, split) * D.
+  const int64_t states = static_cast<int64_t>(s.n) * s.heads * s.splits;
+  auto state_at = [&](int hh, int c) { return (static_cast<int64_t>(t) * s.heads + g * group + g0 + hh) * s.splits + c; };
+  float* acc_part = s.partials + 2 * states;
+#pragma unroll
+  for (int k = 0; k < kDimsPerThread; ++k) {
+    const int d = threadIdx.x + k * kAttnThreads;
+    if (d >= D) break;
+#pragma unroll
+    for (int hh = 0; hh < kMaxGroup; ++hh)
+      if (hh < group_n) acc_part[state_at(hh, split) * D + d] = acc[hh][k];
+  }
+  if (threadIdx.x < group_n) {
+    s.partials[2 * state_at(threadIdx.x, split)] = m_run[threadIdx.x];
+    s.partials[2 * state_at(threadIdx.x, split) + 1] = l_run[threadIdx.x];
+  }
+  __threadfence();  // the state is visible device-wide before the count says so
+  __syncthreads();
+  __shared__ bool last;
+  unsigned* counter = s.counters + static_cast<int64_t>(t) * s.heads + g * group + g0;
+  if (threadIdx.x == 0) last = atomicAdd(counter, 1u) == static_cast<unsigned>(chunks - 1);
+  __syncthreads();
+  if (!last) return;
+  __threadfence();
+  if (threadIdx.x == 0) *counter = 0;  // for the next step
+  // Merge in chunk order; the states are read from L2 (__ldcg), past any stale L1 line.
+  __shared__ float weight[kMaxGroup][kMaxSplits];
+  __shared__ float total[kMaxGroup];
+  if (threadIdx.x < group_n) {
+    const int hh = threadIdx.x;
+    float m = -INFINITY;
+    for (int c = 0; c < chunks; ++c) m = fmaxf(m, __ldcg(s.partials + 2 * state_at(hh, c)));
+    float l = 0.0f;
+    for (int c = 0; c < chunks; ++c) {
+      const float w = expf(__ldcg(s.partials + 2 * state_at(hh, c)) - m);
+      weight[hh][c] = w;
+      l += w * __ldcg(s.partials + 2 * state_at(hh, c) + 1);
+    }
+    total[hh] = l;
+  }
+  __syncthreads();
 #pragma unroll
   for (int k = 0; k < kDimsPerThread; ++k) {
     const int d = threadIdx.x + k * kAttnThreads;
@@ -1128,10 +1281,9 @@ __global__ void attention_kernel(AttentionShape s, int g0, int group_n, const fl
 #pragma unroll
     for (int hh = 0; hh < kMaxGroup; ++hh) {
       if (hh >= group_n) break;
-      const int64_t at = t * static_cast<int64_t>(s.heads) * D + static_cast<int64_t>(g * group + g0 + hh) * D + d;
-      const float v = acc[hh][k] / l_run[hh];
-      out[at] = v;
-      if (q8 != nullptr) quantize_block(v, lane, q8[at / kQK]);
+      float v = 0.0f;
+      for (int c = 0; c < chunks; ++c) v += weight[hh][c] * __ldcg(acc_part + state_at(hh, c) * D + d);
+      store_out(hh, d, v / total[hh]);
     }
   }
 }
@@ -1443,16 +1595,13 @@ void gemv_q8_quantized(DType type, const void* w, size_t row_bytes, int64_t rows
 
 void rmsnorm(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int heads, int dim, const float* w,
              float eps, cudaStream_t stream) {
-  // A thread per element up to kNormThreads (more loads in flight), whole warps.
-  const int threads = dim >= kNormThreads ? kNormThreads : ((dim + 31) / 32) * 32;
-  launch(rmsnorm_kernel, static_cast<unsigned>(n * heads), threads, 0, stream, in, ld_in, out, ld_out, heads, dim, w, eps,
-         static_cast<BlockQ8Act*>(nullptr));
+  launch(rmsnorm_kernel, static_cast<unsigned>(n * heads), norm_threads(dim), 0, stream, in, ld_in, out, ld_out, heads,
+         dim, w, eps, static_cast<BlockQ8Act*>(nullptr));
 }
 
 void rmsnorm_q8(const float* in, int64_t ld_in, float* out, int64_t ld_out, int n, int dim, const float* w, float eps,
                 void* q, cudaStream_t stream) {
-  const int threads = dim >= kNormThreads ? kNormThreads : dim;  // dim is a multiple of 32
-  launch(rmsnorm_kernel, static_cast<unsigned>(n), threads, 0, stream, in, ld_in, out, ld_out, 1, dim, w, eps,
+  launch(rmsnorm_kernel, static_cast<unsigned>(n), norm_threads(dim), 0, stream, in, ld_in, out, ld_out, 1, dim, w, eps,
          static_cast<BlockQ8Act*>(q));
 }
 
@@ -1467,10 +1616,12 @@ void attention(const AttentionShape& s, const float* q, const void* k_cache, con
                cudaStream_t stream) {
   const int group = s.heads / s.kv_heads;
   if (s.n <= kAttentionDecodeMax) {  // a few tokens: one block per (token, kv head), keys split across threads
-    const dim3 grid(static_cast<unsigned>(s.n), static_cast<unsigned>(s.kv_heads));
+    const dim3 grid(static_cast<unsigned>(s.n * s.splits), static_cast<unsigned>(s.kv_heads));
     for (int g0 = 0; g0 < group; g0 += kMaxGroup) {
       const int group_n = group - g0 < kMaxGroup ? group - g0 : kMaxGroup;
-      launch(attention_kernel, grid, kAttnThreads, 0, stream, s, g0, group_n, q, k_cache, v_cache, out);
+      // The kernel only reads the cache here (FusedRope{}).
+      launch(attention_kernel, grid, kAttnThreads, 0, stream, s, FusedRope{}, g0, group_n, q, const_cast<void*>(k_cache),
+             const_cast<void*>(v_cache), out);
     }
     return;
   }
@@ -1495,6 +1646,32 @@ void attention(const AttentionShape& s, const float* q, const void* k_cache, con
                   static_cast<unsigned>(s.kv_heads),
                   static_cast<unsigned>((group + heads_per_block - 1) / heads_per_block));
   launch(attention_tiled_kernel, grid, kTiledWarps * 32, shared, stream, s, heads_per_block, q, k_cache, v_cache, out);
+}
+
+int attention_splits(int64_t n_ctx) {
+  const int64_t chunks = (n_ctx + kMinSplitKeys - 1) / kMinSplitKeys;
+  return static_cast<int>(chunks < 1 ? 1 : chunks > kMaxSplits ? kMaxSplits : chunks);
+}
+
+void rope_store_attention(const RopeStoreShape& r, const AttentionShape& s, float* q, const float* k, const float* v,
+                          const float* cos, const float* sin, void* k_cache, void* v_cache, float* out,
+                          cudaStream_t stream) {
+  const int group = s.heads / s.kv_heads;
+  if (s.n != 1 || group > kMaxGroup) {  // separately: the blocks of other tokens / launches need every row first
+    rope_store(r, q, k, v, cos, sin, k_cache, v_cache, stream);
+    attention(s, q, k_cache, v_cache, out, stream);
+    return;
+  }
+  FusedRope rope;
+  rope.k = k;
+  rope.v = v;
+  rope.cos = cos;
+  rope.sin = sin;
+  rope.n_rot = r.n_rot;
+  rope.neox = r.neox;
+  rope.rows = r.rows;
+  launch(attention_kernel, dim3(static_cast<unsigned>(s.splits), static_cast<unsigned>(s.kv_heads)), kAttnThreads, 0,
+         stream, s, rope, 0, group, q, k_cache, v_cache, out);
 }
 
 void gated(GatedAct act, const float* gate, const float* up, int64_t ld_in, float* out, int64_t ld_out, int n, int F,

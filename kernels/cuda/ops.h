@@ -104,10 +104,19 @@ void rope_store(const RopeStoreShape& s, float* q, const float* k, const float* 
 // attends to keys [max(0, pos - window + 1), pos] (window 0: from 0), read
 // from the cache (row = key % ring when ring > 0), with scale, optional soft
 // cap, online softmax. q is [n, H * D] ldq; out is [n, H * D]. pos0 is in
-// device memory, as for kv_store.
+// device memory, as for rope_store, and must be written before the kernels
+// of the batch start (the decode kernel reads it before it waits for the
+// previous kernel).
 // With q8 (head_dim a multiple of 32): the outputs' 8-bit activations too,
 // [n][H * D / 32] blocks as quantize_q8_act writes them — written by the
 // decode kernel as it stores the outputs, by a separate pass for batches.
+//
+// Decode batches (n <= kAttentionDecodeMax) may split each token's keys
+// among up to `splits` blocks per KV head (flash-decoding: long contexts
+// keep the GPU busy), merged by the last block to finish. With splits > 1:
+// partials holds attention_partial_floats(n, heads, head_dim, splits)
+// floats and counters n * heads zeros (each merge leaves its counter 0).
+constexpr int kMaxAttentionSplits = 16;
 struct AttentionShape {
   int n = 0, heads = 0, kv_heads = 0, head_dim = 0;
   int64_t ldq = 0, kv_dim = 0, window = 0, ring = 0;
@@ -115,12 +124,28 @@ struct AttentionShape {
   float scale = 1, softcap = 0;
   bool kv_f16 = true;
   void* q8 = nullptr;
+  int splits = 1;  // 1 .. kMaxAttentionSplits
+  float* partials = nullptr;
+  unsigned* counters = nullptr;
 };
+// The splits for a context of n_ctx positions: chunks of at least 256 keys.
+int attention_splits(int64_t n_ctx);
+inline size_t attention_partial_floats(int n, int heads, int head_dim, int splits) {
+  return static_cast<size_t>(n) * static_cast<size_t>(heads) * static_cast<size_t>(splits) *
+         (2 + static_cast<size_t>(head_dim));
+}
 // Up to this many tokens take the decode kernel (keys split across threads);
 // more take the tiled one (query tiles sharing K/V tiles in shared memory).
 constexpr int kAttentionDecodeMax = 4;
 void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,
                cudaStream_t stream);
+
+// rope_store then attention, as one kernel for a decode step of one token
+// (when one launch covers the query heads of a KV head: at most 8 per KV
+// head); other batches take the two kernels. The same results either way.
+void rope_store_attention(const RopeStoreShape& r, const AttentionShape& s, float* q, const float* k, const float* v,
+                          const float* cos, const float* sin, void* k_cache, void* v_cache, float* out,
+                          cudaStream_t stream);
 
 enum class GatedAct { silu, gelu };
 // out[t][i] = act(gate[t][i]) * up[t][i], i < F; gate/up rows at ld_in, out rows at ld_out.

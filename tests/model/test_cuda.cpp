@@ -413,6 +413,159 @@ TEST(CudaKernels, AttentionWithActivationsEqualsTheSeparatePasses) {
   }
 }
 
+// Decode attention over a long context with the keys split among blocks
+// (AttentionShape::splits): each output within float rounding of a
+// double-precision softmax on the host, with one split and with sixteen
+// (chunks of 256 keys merged by the last block), full causal and within a
+// sliding window; every merge leaves its counter at zero for the next step.
+TEST(CudaKernels, SplitDecodeAttentionMatchesADoubleSoftmax) {
+  SLM_REQUIRE_GPU();
+  const int heads = 4, kv_heads = 2, D = 64, rows = 1600;
+  const int64_t pos0 = 1500, kv_dim = int64_t{kv_heads} * D, width = int64_t{heads} * D;
+  const int n = 2;
+  const float scale = 0.125f;
+  std::mt19937 rng(37);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<uint16_t> kc(static_cast<size_t>(rows * kv_dim)), vc(kc.size());
+  for (uint16_t& h : kc) h = f32_to_f16(dist(rng));
+  for (uint16_t& h : vc) h = f32_to_f16(dist(rng));
+  std::vector<float> q(static_cast<size_t>(n * width));
+  for (float& v : q) v = dist(rng);
+  DevArray<uint16_t> dk(kc), dv(vc);
+  DevArray<float> dq(q), dout(q.size()),
+      partials(kernels::cuda::attention_partial_floats(n, heads, D, kernels::cuda::kMaxAttentionSplits));
+  DevArray<int64_t> dpos(std::vector<int64_t>{pos0});
+  DevArray<unsigned> counters(std::vector<unsigned>(static_cast<size_t>(n * heads), 0u));
+  for (int64_t window : {int64_t{0}, int64_t{700}}) {
+    // The reference: out[t][h] = sum_j softmax_j(scale * q . k_j) v_j over the token's keys.
+    std::vector<double> want(q.size());
+    for (int t = 0; t < n; ++t)
+      for (int h = 0; h < heads; ++h) {
+        const int64_t pos = pos0 + t, first = window > 0 ? std::max<int64_t>(0, pos - window + 1) : 0;
+        const int64_t g = h / (heads / kv_heads);
+        std::vector<double> sc;
+        double mx = -1e300;
+        for (int64_t j = first; j <= pos; ++j) {
+          double dot = 0;
+          for (int d = 0; d < D; ++d) dot += double(q[t * width + h * D + d]) * f16_to_f32(kc[j * kv_dim + g * D + d]);
+          sc.push_back(dot * scale);
+          mx = std::max(mx, sc.back());
+        }
+        double sum = 0;
+        for (double& v : sc) sum += (v = std::exp(v - mx));
+        for (int d = 0; d < D; ++d) {
+          double o = 0;
+          for (int64_t j = first; j <= pos; ++j) o += sc[j - first] * f16_to_f32(vc[j * kv_dim + g * D + d]);
+          want[t * width + h * D + d] = o / sum;
+        }
+      }
+    for (int splits : {1, kernels::cuda::kMaxAttentionSplits}) {
+      SCOPED_TRACE("window " + std::to_string(window) + ", splits " + std::to_string(splits));
+      kernels::cuda::AttentionShape s;
+      s.n = n;
+      s.heads = heads;
+      s.kv_heads = kv_heads;
+      s.head_dim = D;
+      s.ldq = width;
+      s.kv_dim = kv_dim;
+      s.window = window;
+      s.pos0 = dpos.p;
+      s.scale = scale;
+      s.splits = splits;
+      s.partials = partials.p;
+      s.counters = counters.p;
+      kernels::cuda::attention(s, dq.p, dk.p, dv.p, dout.p, nullptr);
+      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+      const auto got = dout.get(q.size());
+      for (size_t i = 0; i < got.size(); ++i) ASSERT_NEAR(got[i], want[i], 2e-5) << i;
+      EXPECT_EQ(counters.get(static_cast<size_t>(n * heads)), std::vector<unsigned>(static_cast<size_t>(n * heads), 0u));
+    }
+  }
+}
+
+// A decode step's RoPE, cache write and attention as one kernel
+// (rope_store_attention) give the bits of the two kernels (rope_store, then
+// attention): the outputs, their 8-bit activations, every cache byte. f16
+// and f32 caches, both RoPE pairings, rotary dims fewer than the head's,
+// a ring, two query heads per KV head.
+TEST(CudaKernels, RopeFusedIntoAttentionEqualsTheSeparateKernels) {
+  SLM_REQUIRE_GPU();
+  const int heads = 4, kv_heads = 2, D = 64, n_rot = 32, rows = 12;
+  const int64_t pos = 17, kv_dim = int64_t{kv_heads} * D, ldq = int64_t{heads} * D + 2 * kv_dim;  // fused qkv rows
+  std::mt19937 rng(31);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> qkv(static_cast<size_t>(ldq)), cos(n_rot / 2), sin(n_rot / 2);
+  for (float& v : qkv) v = dist(rng);
+  for (int p = 0; p < n_rot / 2; ++p) {
+    cos[p] = std::cos(0.3f * static_cast<float>(p + 1));
+    sin[p] = std::sin(0.3f * static_cast<float>(p + 1));
+  }
+  DevArray<int64_t> dpos(std::vector<int64_t>{pos});
+  DevArray<float> dcos(cos), dsin(sin);
+  for (bool f16 : {true, false}) {
+    for (bool neox : {true, false}) {
+      SCOPED_TRACE(std::string(f16 ? "f16" : "f32") + (neox ? ", neox" : ", pairs"));
+      const size_t cache_floats = static_cast<size_t>(rows * kv_dim) / (f16 ? 2 : 1);
+      std::vector<float> cache(cache_floats);
+      for (float& v : cache) v = f16 ? 0.0f : dist(rng);
+      if (f16)  // random f16 bits for the rows already held
+        for (size_t i = 0; i < cache.size(); ++i) {
+          const uint32_t lo = f32_to_f16(dist(rng)), hi = f32_to_f16(dist(rng));
+          const uint32_t both = lo | (hi << 16);
+          std::memcpy(&cache[i], &both, 4);
+        }
+      const size_t q_floats = kernels::act_row_bytes(kernels::ActFormat::q8_32, int64_t{heads} * D) / sizeof(float);
+      std::vector<std::vector<float>> out(2), caches(4), q8(2);
+      for (int fused = 0; fused < 2; ++fused) {
+        DevArray<float> dqkv(qkv), dk(cache), dv(cache), dout(static_cast<size_t>(heads * D)), dq8(q_floats);
+        kernels::cuda::RopeStoreShape r;
+        r.n = 1;
+        r.heads = heads;
+        r.kv_heads = kv_heads;
+        r.head_dim = D;
+        r.n_rot = n_rot;
+        r.ldq = r.ldk = ldq;
+        r.rows = rows;
+        r.neox = neox;
+        r.kv_f16 = f16;
+        r.pos0 = dpos.p;
+        kernels::cuda::AttentionShape s;
+        s.n = 1;
+        s.heads = heads;
+        s.kv_heads = kv_heads;
+        s.head_dim = D;
+        s.ldq = ldq;
+        s.kv_dim = kv_dim;
+        s.ring = rows;
+        s.window = rows;
+        s.pos0 = dpos.p;
+        s.scale = 0.125f;
+        s.kv_f16 = f16;
+        s.q8 = dq8.p;
+        float* q = dqkv.p;
+        float* k = q + heads * D;
+        float* v = k + kv_dim;
+        if (fused) {
+          kernels::cuda::rope_store_attention(r, s, q, k, v, dcos.p, dsin.p, dk.p, dv.p, dout.p, nullptr);
+        } else {
+          kernels::cuda::rope_store(r, q, k, v, dcos.p, dsin.p, dk.p, dv.p, nullptr);
+          kernels::cuda::attention(s, q, dk.p, dv.p, dout.p, nullptr);
+        }
+        ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+        out[fused] = dout.get(static_cast<size_t>(heads * D));
+        q8[fused] = dq8.get(q_floats);
+        caches[2 * fused] = dk.get(cache_floats);
+        caches[2 * fused + 1] = dv.get(cache_floats);
+      }
+      EXPECT_EQ(out[1], out[0]);
+      EXPECT_EQ(std::memcmp(q8[1].data(), q8[0].data(), q8[0].size() * sizeof(float)), 0) << "8-bit activations differ";
+      EXPECT_EQ(std::memcmp(caches[2].data(), caches[0].data(), caches[0].size() * sizeof(float)), 0) << "K cache";
+      EXPECT_EQ(std::memcmp(caches[3].data(), caches[1].data(), caches[1].size() * sizeof(float)), 0) << "V cache";
+      EXPECT_NE(caches[0], cache);  // the step wrote its row
+    }
+  }
+}
+
 // Runs `tokens` through a fresh context; all logits.
 std::vector<float> run(const Model& m, const std::vector<int32_t>& tokens, int64_t n_batch, int64_t n_ctx = 512) {
   ContextParams p;
@@ -510,13 +663,17 @@ TEST(CudaReference, LongPromptsThroughTheRingsAgreeWithTheCpu) {
 
 // A decode step is recorded once as a CUDA graph and replayed at every later
 // position: the logits of 60 replayed steps (past the Gemma 3 file's
-// sliding window, so its ring rows wrap) are bit-identical to the same steps
+// sliding window, so its ring rows wrap; keys split between attention
+// blocks, whose merge counters must be back at zero for each replay) are
+// bit-identical to the same steps
 // launched one by one (SLM_CUDA_GRAPHS=0), and the int8 GEMV's decode
 // agrees with the f32 GEMV's.
 TEST(CudaReference, DecodeGraphReplaysExactlyWhatTheLaunchesCompute) {
   SLM_REQUIRE_TESTDATA();
   SLM_REQUIRE_GPU();
-  std::vector<int32_t> tokens(100);
+  // 300 prompt tokens, then 60 steps: past 256 keys, so the decode
+  // attention splits each token's keys between blocks (a 1024 context).
+  std::vector<int32_t> tokens(360);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 211 + 5) % 500);
   for (const char* stem : {"llama-tiny-q4_0", "gemma3-tiny-q8_0", "phi3-tiny-q4_0"}) {
     SCOPED_TRACE(stem);
@@ -525,13 +682,13 @@ TEST(CudaReference, DecodeGraphReplaysExactlyWhatTheLaunchesCompute) {
       setenv("SLM_CUDA_GRAPHS", graphs, 1);
       setenv("SLM_CUDA_GEMV", gemv, 1);
       ContextParams p;
-      p.n_ctx = 256;
+      p.n_ctx = 1024;
       Context ctx(*model, p);
       unsetenv("SLM_CUDA_GRAPHS");
       unsetenv("SLM_CUDA_GEMV");
       std::vector<float> all, step;
-      ctx.evaluate(tokens.data(), 40, false, step);
-      for (size_t i = 40; i < tokens.size(); ++i) {
+      ctx.evaluate(tokens.data(), 300, false, step);
+      for (size_t i = 300; i < tokens.size(); ++i) {
         ctx.evaluate(&tokens[i], 1, false, step);
         all.insert(all.end(), step.begin(), step.end());
       }

@@ -275,6 +275,17 @@ class CudaForward final : public Forward {
     step_ = DeviceBuffer(step_capacity);
     host_step_ = PinnedBuffer(step_capacity);
     host_logits_ = PinnedBuffer(static_cast<size_t>(hp.n_vocab) * sizeof(float));
+    // Decode attention splits each token's keys among several blocks per KV
+    // head at long contexts; SLM_CUDA_SPLITS=N caps them (1: one block).
+    attn_splits_ = ops::attention_splits(n_ctx_);
+    if (const char* cap = std::getenv("SLM_CUDA_SPLITS"); cap != nullptr && std::atoi(cap) >= 1)
+      attn_splits_ = std::min(attn_splits_, std::atoi(cap));
+    attn_partials_ = DeviceBuffer(
+        ops::attention_partial_floats(ops::kAttentionDecodeMax, static_cast<int>(hp.n_head), static_cast<int>(hp.head_dim),
+                                      attn_splits_) *
+        sizeof(float));
+    attn_counters_ = DeviceBuffer(static_cast<size_t>(ops::kAttentionDecodeMax * hp.n_head) * sizeof(unsigned));
+    check(cudaMemset(attn_counters_.get(), 0, attn_counters_.bytes()), "cudaMemset");
     use_graphs_ = !env_is("SLM_CUDA_GRAPHS", "0");
     q8_gemv_ = !env_is("SLM_CUDA_GEMV", "f32");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
@@ -357,7 +368,6 @@ class CudaForward final : public Forward {
     rs.neox = hp_.rope_neox;
     rs.kv_f16 = kv_f16_;
     rs.pos0 = step_pos0();
-    ops::rope_store(rs, q, kk, vv, cos, sin, k_cache_[l].get(), v_cache_[l].get(), stream_);
 
     ops::AttentionShape s;
     s.n = n;
@@ -372,12 +382,15 @@ class CudaForward final : public Forward {
     s.scale = hp_.query_scale;
     s.softcap = hp_.attn_softcap;
     s.kv_f16 = kv_f16_;
+    s.splits = attn_splits_;
+    s.partials = attn_partials_.f();
+    s.counters = static_cast<unsigned*>(attn_counters_.get());
     // The output projection's 8-bit activations come with attention when it takes the int8 GEMV.
     const kernels::WeightMatrix& wo = model_.layer(layer, Slot::attn_output).matrix;
     const bool fuse = fuse_q8(qd) && D % 32 == 0 && ops::gemv_q8_supports(wo.type, wo.cols);
     s.q8 = fuse ? xq_.get() : nullptr;
     written(attn_.f());
-    ops::attention(s, q, k_cache_[l].get(), v_cache_[l].get(), attn_.f(), stream_);
+    ops::rope_store_attention(rs, s, q, kk, vv, cos, sin, k_cache_[l].get(), v_cache_[l].get(), attn_.f(), stream_);
     if (fuse) quantized(attn_.f(), qd);
     matmul(wo, attn_.f(), n_tokens_, out, hp_.n_embd, store);
   }
@@ -441,7 +454,8 @@ class CudaForward final : public Forward {
   size_t scratch_bytes() const override {
     size_t total = 0;
     for (const DeviceBuffer* b :
-         {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &step_, &gemv_scratch_, &xq_})
+         {&x_, &xn_, &o_, &q_, &kk_, &vv_, &attn_, &up_, &act_, &logits_, &tile_, &step_, &gemv_scratch_, &xq_,
+          &attn_partials_, &attn_counters_})
       total += b->bytes();
     return total;
   }
@@ -602,6 +616,8 @@ class CudaForward final : public Forward {
   size_t kv_bytes_ = 0;
   DeviceBuffer x_, xn_, o_, q_, kk_, vv_, attn_, up_, act_, logits_, tile_, gemv_scratch_;
   DeviceBuffer xq_;     // 8-bit activations of xq_of_ (see fuse_q8)
+  int attn_splits_ = 1;  // decode attention (ops::AttentionShape::splits)
+  DeviceBuffer attn_partials_, attn_counters_;
   const float* xq_of_ = nullptr;
   int64_t xq_k_ = 0;
   DeviceBuffer step_;   // the batch's inputs (StepLayout)
