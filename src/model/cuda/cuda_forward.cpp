@@ -10,13 +10,14 @@
 // TF32 tensor cores (exact f32 math for F32 weights, which need no tile).
 //
 // A decode step (one token) is recorded once as a CUDA graph and replayed:
-// its ~20 launches per layer then cost one launch, and everything that
-// changes per token (the token id, its position, its RoPE angles) is read
-// from one device buffer uploaded before the replay.
+// its launches (8 per layer of a pre-norm model: docs/cuda.md) then cost
+// one, and everything that changes per token (the token id, its position,
+// its RoPE angles) is read from one device buffer uploaded before the
+// replay.
 //
 // Overrides, for measuring and for bisecting: SLM_CUDA_GRAPHS=0 runs decode
 // steps launch by launch; SLM_CUDA_GEMV=f32 takes the f32 GEMV for every
-// format.
+// format; SLM_CUDA_SPLITS=N caps the decode attention's blocks per KV head.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <fmt/format.h>
@@ -426,7 +427,9 @@ class CudaForward final : public Forward {
     for (int64_t r0 = first; r0 < n_tokens_; r0 += kLogitRows) {
       const int64_t rows = std::min(kLogitRows, n_tokens_ - r0);
       xq_of_ = nullptr;
-      if (rows <= ops::kGemvMaxTokens && fuse_q8(E)) {  // the output GEMV's 8-bit activations come with the norm
+      const kernels::WeightMatrix& wout = model_.output_matrix();
+      if (rows <= ops::kGemvMaxTokens && fuse_q8(E) && ops::gemv_q8_supports(wout.type, wout.cols)) {
+        // The output GEMV's 8-bit activations come with the norm.
         ops::rmsnorm_q8(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), static_cast<int>(E),
                         w_.vec(norm_w), hp_.rms_eps, xq_.get(), stream_);
         quantized(xn_.f() + r0 * E, E);
@@ -434,7 +437,7 @@ class CudaForward final : public Forward {
         ops::rmsnorm(x_.f() + r0 * E, E, xn_.f() + r0 * E, E, static_cast<int>(rows), 1, static_cast<int>(E),
                      w_.vec(norm_w), hp_.rms_eps, stream_);
       }
-      matmul(model_.output_matrix(), xn_.f() + r0 * E, rows, logits_.f(), V);
+      matmul(wout, xn_.f() + r0 * E, rows, logits_.f(), V);
       if (hp_.final_softcap > 0) ops::softcap(logits_.f(), hp_.final_softcap, rows * V, stream_);
       const size_t bytes = static_cast<size_t>(rows * V) * sizeof(float);
       if (rows == 1) {  // a decode step: through pinned memory, a truly asynchronous copy
