@@ -459,8 +459,8 @@ __global__ void dequantize_kernel(const uint8_t* w0, size_t row_bytes, int64_t r
 }
 
 // GEMV. Lane l of a warp takes segments l, l + 32, ... of the warp's two
-// rows; each segment is dequantized once (its bytes read with wide loads,
-// load_words) and multiplied with every token of the batch. The activations
+// rows; each segment is dequantized once (its bytes read with wide loads:
+// Segment<T>::load) and multiplied with every token of the batch. The activations
 // are first laid out segment-major (xp[t][j][s] = x[t][32 s + j], zero past
 // K) so that the 32 lanes reading element j of their segments read 32
 // consecutive floats: one cache line per load, served from L1 to every warp
@@ -836,8 +836,8 @@ constexpr int kNormThreads = 1024;
 constexpr int kNormPerThread = kMaxNormDim / kNormThreads;
 
 int norm_threads(int dim) {
-  const int per_thread = (dim + kNormPerThread - 1) / kNormPerThread;
-  return per_thread <= 32 ? 32 : (per_thread + 31) / 32 * 32;
+  const int threads = (dim + kNormPerThread - 1) / kNormPerThread;
+  return threads <= 32 ? 32 : (threads + 31) / 32 * 32;
 }
 
 // With q (heads = 1, dim a multiple of 32, whole warps): the output rows'
@@ -1612,8 +1612,27 @@ void rope_store(const RopeStoreShape& s, float* q, const float* k, const float* 
   launch(rope_store_kernel, blocks_for(work, kThreads), kThreads, 0, stream, s, q, k, v, cos, sin, k_cache, v_cache);
 }
 
-void attention(const AttentionShape& s, const float* q, const void* k_cache, const void* v_cache, float* out,
+// The shape as the kernels can take it: splits within 1 .. kMaxSplits and
+// only with their scratch; 8-bit outputs from the decode kernel only for
+// head sizes a whole number of warps wide (else a pass after it).
+static AttentionShape kernel_shape(const AttentionShape& shape) {
+  AttentionShape s = shape;
+  if (s.partials == nullptr || s.counters == nullptr || s.splits < 1) s.splits = 1;
+  if (s.splits > kMaxSplits) s.splits = kMaxSplits;
+  return s;
+}
+
+void attention(const AttentionShape& shape, const float* q, const void* k_cache, const void* v_cache, float* out,
                cudaStream_t stream) {
+  const AttentionShape s = kernel_shape(shape);
+  if (s.q8 != nullptr && s.head_dim % 32 != 0) {  // the kernel's warps would not hold whole blocks: a pass after it
+    AttentionShape plain = s;
+    plain.q8 = nullptr;
+    attention(plain, q, k_cache, v_cache, out, stream);
+    const int64_t width = static_cast<int64_t>(s.heads) * s.head_dim;
+    if (width % kQK == 0) quantize_q8_act(out, width, s.n, width, s.q8, stream);
+    return;
+  }
   const int group = s.heads / s.kv_heads;
   if (s.n <= kAttentionDecodeMax) {  // a few tokens: one block per (token, kv head), keys split across threads
     const dim3 grid(static_cast<unsigned>(s.n * s.splits), static_cast<unsigned>(s.kv_heads));
@@ -1653,11 +1672,13 @@ int attention_splits(int64_t n_ctx) {
   return static_cast<int>(chunks < 1 ? 1 : chunks > kMaxSplits ? kMaxSplits : chunks);
 }
 
-void rope_store_attention(const RopeStoreShape& r, const AttentionShape& s, float* q, const float* k, const float* v,
-                          const float* cos, const float* sin, void* k_cache, void* v_cache, float* out,
+void rope_store_attention(const RopeStoreShape& r, const AttentionShape& shape, float* q, const float* k,
+                          const float* v, const float* cos, const float* sin, void* k_cache, void* v_cache, float* out,
                           cudaStream_t stream) {
+  const AttentionShape s = kernel_shape(shape);
   const int group = s.heads / s.kv_heads;
-  if (s.n != 1 || group > kMaxGroup) {  // separately: the blocks of other tokens / launches need every row first
+  if (s.n != 1 || group > kMaxGroup || (s.q8 != nullptr && s.head_dim % 32 != 0)) {
+    // Separately: the blocks of other tokens / launches need every row first.
     rope_store(r, q, k, v, cos, sin, k_cache, v_cache, stream);
     attention(s, q, k_cache, v_cache, out, stream);
     return;

@@ -10,7 +10,8 @@
 // TF32 tensor cores (exact f32 math for F32 weights, which need no tile).
 //
 // A decode step (one token) is recorded once as a CUDA graph and replayed:
-// its launches (8 per layer of a pre-norm model: docs/cuda.md) then cost
+// its launches (8 per layer of a pre-norm model with a fused qkv weight:
+// docs/cuda.md) then cost
 // one, and everything that changes per token (the token id, its position,
 // its RoPE angles) is read from one device buffer uploaded before the
 // replay.
@@ -286,10 +287,13 @@ class CudaForward final : public Forward {
                                       attn_splits_) *
         sizeof(float));
     attn_counters_ = DeviceBuffer(static_cast<size_t>(ops::kAttentionDecodeMax * hp.n_head) * sizeof(unsigned));
-    check(cudaMemset(attn_counters_.get(), 0, attn_counters_.bytes()), "cudaMemset");
     use_graphs_ = !env_is("SLM_CUDA_GRAPHS", "0");
     q8_gemv_ = !env_is("SLM_CUDA_GEMV", "f32");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    // On the backend's own stream (a non-blocking one: the legacy default
+    // stream would not order a plain cudaMemset before its kernels).
+    check(cudaMemsetAsync(attn_counters_.get(), 0, attn_counters_.bytes(), stream_), "cudaMemsetAsync");
+    check(cudaStreamSynchronize(stream_), "cudaMemsetAsync");
     check(cudaEventCreateWithFlags(&step_uploaded_, cudaEventDisableTiming), "cudaEventCreate");
     check(cublasCreate(&blas_), "cublasCreate");
     check(cublasSetStream(blas_, stream_), "cublasSetStream");
@@ -585,7 +589,8 @@ class CudaForward final : public Forward {
                                           ldy, gemv_scratch_.f(), stream_, to);
       return;
     }
-    // beta 1 adds the product to what out holds: one rounding, as the add.
+    // beta 1 adds the product to what out holds (cuBLAS may pick another
+    // algorithm for beta 1, so the bits need not equal a product then an add).
     const float one = 1.0f, beta = store == Store::add ? 1.0f : 0.0f;
     // Column-major view: C (rows x n, ldc = ldy) = W^T (rows x K) * X (K x n).
     if (m.type == DType::F32) {
