@@ -1,9 +1,10 @@
 // Kernel speed: GEMV (decode) per weight type against the machine's measured
 // read bandwidth, GEMM (prefill, 512 tokens) in GFLOP/s, and attention at
 // depth 4096 (decode: K/V GB/s against the read bandwidth; prefill of 512
-// tokens: GFLOP/s) per KV cache type. GemmPacked4 / GemmPacked512: the
-// row-interleaved layout the model loader makes, at 4 tokens (serving 4
-// streams) and 512 (prefill).
+// tokens: GFLOP/s) per KV cache type. GemvPacked / GemmPacked4 /
+// GemmPacked512: the row-interleaved layout the model loader makes, at 1
+// token (decode: what `slm bench` tg runs; Gemv/ is the file's layout), 4
+// tokens (serving 4 streams) and 512 (prefill).
 //
 //   bench_kernels [--benchmark_filter=Gemv] [--benchmark_min_time=2]
 //   SLM_ISA=avx2 bench_kernels ...      (force a kernel path; default: best)
@@ -72,18 +73,28 @@ const Weights& weights(DType type, int64_t cols, int64_t rows, size_t min_total)
   return cache.emplace(key, std::move(w)).first->second;
 }
 
-void BM_Gemv(benchmark::State& state, DType type) {
+// One token against 512 MiB of copies of a weight matrix (cycled, so the
+// weights come from memory as in decode): as stored in the file, or (packed)
+// re-laid for the row-interleaved kernel as the model loader does — the
+// layout decode runs on where the path has one.
+void BM_Gemv(benchmark::State& state, DType type, bool packed) {
   const int threads = static_cast<int>(state.range(0));
   const int64_t cols = 3072, rows = 8192;
   const Weights& w = weights(type, cols, rows, size_t{512} << 20);
   const k::KernelTable& kt = k::active_kernels();
+  std::vector<k::WeightMatrix> mats;
+  std::vector<std::unique_ptr<uint8_t[]>> packed_storage(w.copies.size());
+  for (size_t c = 0; c < w.copies.size(); ++c) {
+    k::WeightMatrix m = k::make_weight_matrix(w.copies[c].get(), type, cols, rows);
+    if (packed) m = k::pack_weight_matrix(kt, m, packed_storage[c], threads);
+    mats.push_back(m);
+  }
   std::vector<float> x(cols, 0.01f), y(rows);
   std::vector<uint8_t> scratch;
   size_t copy = 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
-    const k::WeightMatrix m = k::make_weight_matrix(w.copies[copy].get(), type, cols, rows);
-    k::matmul(kt, m, x.data(), 1, y.data(), rows, threads, scratch);
+    k::matmul(kt, mats[copy], x.data(), 1, y.data(), rows, threads, scratch);
     benchmark::DoNotOptimize(y.data());
     copy = (copy + 1) % w.copies.size();
   }
@@ -180,7 +191,10 @@ const DType kTypes[] = {DType::F32,  DType::F16,  DType::BF16, DType::Q4_0, DTyp
 const bool kRegistered = [] {
   for (DType t : kTypes) {
     const std::string name(slm::dtype_name(t));
-    benchmark::RegisterBenchmark(("Gemv/" + name).c_str(), BM_Gemv, t)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("Gemv/" + name).c_str(), BM_Gemv, t, false)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+    if (k::can_pack(k::active_kernels(), t, 8192))
+      benchmark::RegisterBenchmark(("GemvPacked/" + name).c_str(), BM_Gemv, t, true)
+          ->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   for (DType t : kTypes) {
     const std::string name(slm::dtype_name(t));
