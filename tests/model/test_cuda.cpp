@@ -367,6 +367,20 @@ TEST(CudaKernels, FusedQuantizationEqualsTheSeparatePasses) {
   }
 }
 
+// The attention tests' shape: n tokens of `heads` query heads of D dims
+// (rows ldq apart) over a cache of kv_heads heads, at the position in *pos0.
+kernels::cuda::AttentionShape attention_shape(int n, int heads, int kv_heads, int D, int64_t ldq, const int64_t* pos0) {
+  kernels::cuda::AttentionShape s;
+  s.n = n;
+  s.heads = heads;
+  s.kv_heads = kv_heads;
+  s.head_dim = D;
+  s.ldq = ldq;
+  s.kv_dim = int64_t{kv_heads} * D;
+  s.pos0 = pos0;
+  return s;
+}
+
 // Attention that also writes its outputs' 8-bit activations (AttentionShape::
 // q8): the outputs equal the plain kernel's, the bytes quantize_q8_act's of
 // them — for decode batches (the kernel quantizes as it stores) and a
@@ -390,14 +404,7 @@ TEST(CudaKernels, AttentionWithActivationsEqualsTheSeparatePasses) {
   for (int n : {1, 3, 6}) {
     SCOPED_TRACE("n " + std::to_string(n));
     ASSERT_EQ(n > kernels::cuda::kAttentionDecodeMax, n == 6);
-    kernels::cuda::AttentionShape s;
-    s.n = n;
-    s.heads = heads;
-    s.kv_heads = kv_heads;
-    s.head_dim = D;
-    s.ldq = width;
-    s.kv_dim = int64_t{kv_heads} * D;
-    s.pos0 = dpos.p;
+    kernels::cuda::AttentionShape s = attention_shape(n, heads, kv_heads, D, width, dpos.p);
     s.scale = 0.125f;
     kernels::cuda::attention(s, dq.p, dk.p, dv.p, plain.p, nullptr);
     s.q8 = q_fused.p;
@@ -461,15 +468,8 @@ TEST(CudaKernels, SplitDecodeAttentionMatchesADoubleSoftmax) {
       }
     for (int splits : {1, kernels::cuda::kMaxAttentionSplits}) {
       SCOPED_TRACE("window " + std::to_string(window) + ", splits " + std::to_string(splits));
-      kernels::cuda::AttentionShape s;
-      s.n = n;
-      s.heads = heads;
-      s.kv_heads = kv_heads;
-      s.head_dim = D;
-      s.ldq = width;
-      s.kv_dim = kv_dim;
+      kernels::cuda::AttentionShape s = attention_shape(n, heads, kv_heads, D, width, dpos.p);
       s.window = window;
-      s.pos0 = dpos.p;
       s.scale = scale;
       s.splits = splits;
       s.partials = partials.p;
@@ -529,16 +529,9 @@ TEST(CudaKernels, RopeFusedIntoAttentionEqualsTheSeparateKernels) {
         r.neox = neox;
         r.kv_f16 = f16;
         r.pos0 = dpos.p;
-        kernels::cuda::AttentionShape s;
-        s.n = 1;
-        s.heads = heads;
-        s.kv_heads = kv_heads;
-        s.head_dim = D;
-        s.ldq = ldq;
-        s.kv_dim = kv_dim;
+        kernels::cuda::AttentionShape s = attention_shape(1, heads, kv_heads, D, ldq, dpos.p);
         s.ring = rows;
         s.window = rows;
-        s.pos0 = dpos.p;
         s.scale = 0.125f;
         s.kv_f16 = f16;
         s.q8 = dq8.p;
