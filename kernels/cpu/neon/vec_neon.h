@@ -34,5 +34,11 @@ struct VecNeon {
     return vreinterpretq_f32_s32(vshlq_n_s32(e, 23));
   }
   static float reduce_add(T v) { return vaddvq_f32(v); }
+  static void reduce_add_4(T a, T b, T c, T d, float* out) {
+    out[0] = reduce_add(a);
+    out[1] = reduce_add(b);
+    out[2] = reduce_add(c);
+    out[3] = reduce_add(d);
+  }
   static float reduce_max(T v) { return vmaxvq_f32(v); }
 };

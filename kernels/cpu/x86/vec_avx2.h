@@ -41,6 +41,22 @@ struct VecAvx2 {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // out[i] = reduce_add(v_i), bit for bit (the same tree: lanes i + 4, then
+  // i + 2, i + 1), four at a time: 11 shuffles and adds for four sums
+  // instead of 6 each.
+  static void reduce_add_4(T a, T b, T c, T d, float* out) {
+    const T ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));  // [a | b]
+    const T cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));  // [c | d]
+    // [a0 + a2, a1 + a3, c0 + c2, c1 + c3 | the same for b, d]
+    T x = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    x = _mm256_add_ps(x, _mm256_shuffle_ps(x, x, _MM_SHUFFLE(2, 3, 0, 1)));  // lanes 0, 2: the sums
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, x);
+    out[0] = lanes[0];
+    out[1] = lanes[4];
+    out[2] = lanes[2];
+    out[3] = lanes[6];
+  }
   static float reduce_max(T v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_max_ps(s, _mm_movehl_ps(s, s));
