@@ -19,6 +19,8 @@ struct VecNeon {
     return vcvtq_f32_s32(vmovl_s16(vget_low_s16(h)));
   }
   static T set1(float v) { return vdupq_n_f32(v); }
+  // One f16 as a float (the hardware conversion; exact, as f16_to_f32).
+  static float half_to_float(uint16_t h) { return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0); }
   static T zero() { return vdupq_n_f32(0.0f); }
   static T add(T a, T b) { return vaddq_f32(a, b); }
   static T sub(T a, T b) { return vsubq_f32(a, b); }

@@ -21,6 +21,8 @@ struct VecAvx2 {
     return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
   }
   static T set1(float v) { return _mm256_set1_ps(v); }
+  // One f16 as a float (F16C: one instruction; exact, as f16_to_f32).
+  static float half_to_float(uint16_t h) { return _cvtsh_ss(h); }
   static T zero() { return _mm256_setzero_ps(); }
   static T add(T a, T b) { return _mm256_add_ps(a, b); }
   static T sub(T a, T b) { return _mm256_sub_ps(a, b); }
