@@ -52,12 +52,7 @@ struct VecAvx2 {
     // [a0 + a2, a1 + a3, c0 + c2, c1 + c3 | the same for b, d]
     T x = _mm256_add_ps(_mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)), _mm256_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
     x = _mm256_add_ps(x, _mm256_shuffle_ps(x, x, _MM_SHUFFLE(2, 3, 0, 1)));  // lanes 0, 2: the sums
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, x);
-    out[0] = lanes[0];
-    out[1] = lanes[4];
-    out[2] = lanes[2];
-    out[3] = lanes[6];
+    _mm_storeu_ps(out, _mm256_castps256_ps128(_mm256_permutevar8x32_ps(x, _mm256_setr_epi32(0, 4, 2, 6, 0, 0, 0, 0))));
   }
   static float reduce_max(T v) {
     __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));

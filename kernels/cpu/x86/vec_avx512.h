@@ -45,9 +45,7 @@ struct VecAvx512 {
     T x = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD));  // [a | b | c | d] 4 each
     x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(1, 0, 3, 2)));  // lanes 0, 1: t0 + t2, t1 + t3
     x = _mm512_add_ps(x, _mm512_permute_ps(x, _MM_SHUFFLE(2, 3, 0, 1)));  // lane 0: the sum
-    alignas(64) float lanes[16];
-    _mm512_store_ps(lanes, x);
-    for (int i = 0; i < 4; ++i) out[i] = lanes[4 * i];
+    _mm_storeu_ps(out, _mm512_castps512_ps128(_mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), x)));
   }
   static float reduce_max(T v) { return _mm512_reduce_max_ps(v); }
 };
