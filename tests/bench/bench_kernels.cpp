@@ -134,11 +134,20 @@ void BM_Gemm(benchmark::State& state, DType type, int64_t tokens, bool packed) {
   state.SetLabel(std::string(k::isa_name(kt.isa)));
 }
 
-// Phi-3-mini's attention (32 heads, 32 KV heads of 96 dims) over a cache of
-// 4096 positions before the batch; decode cycles 8 layers' caches (> L3).
-void BM_Attention(benchmark::State& state, DType kv, int64_t tokens) {
+// An attention layer's heads: query heads, KV heads, dims per head.
+struct AttentionShape {
+  int heads, kv_heads, head_dim;
+};
+// Phi-3-mini: one query head per KV head.
+constexpr AttentionShape kPhi3Attention{32, 32, 96};
+// Phi-4-mini: groups of 3 query heads per KV head (GQA), 128 dims.
+constexpr AttentionShape kPhi4Attention{24, 8, 128};
+
+// One layer's attention over a cache of 4096 positions before the batch;
+// decode cycles 8 layers' caches (> L3).
+void BM_Attention(benchmark::State& state, DType kv, int64_t tokens, AttentionShape shape) {
   const int threads = static_cast<int>(state.range(0));
-  const int H = 32, D = 96;
+  const int H = shape.kv_heads, D = shape.head_dim, HQ = shape.heads;  // H: the cache's heads
   const int64_t depth = 4096, rows = depth + tokens;
   const size_t head_bytes = k::kv_row_bytes(kv, D) * static_cast<size_t>(rows);
   const int layers = tokens == 1 ? 8 : 1;
@@ -152,17 +161,18 @@ void BM_Attention(benchmark::State& state, DType kv, int64_t tokens) {
     }
     caches.push_back(std::move(c));
   }
-  std::vector<float> q(static_cast<size_t>(tokens * H * D), 0.03f), out(q.size());
+  std::vector<float> q(static_cast<size_t>(tokens * HQ * D), 0.03f), out(q.size());
   int layer = 0;
   for (auto _ : state) {
     k::AttentionProblem p;
     p.q = q.data();
-    p.q_stride = H * D;
+    p.q_stride = HQ * D;
     p.out = out.data();
-    p.out_stride = H * D;
+    p.out_stride = HQ * D;
     p.n_tokens = tokens;
     p.pos0 = depth;
-    p.n_head = p.n_head_kv = H;
+    p.n_head = HQ;
+    p.n_head_kv = H;
     p.head_dim = D;
     p.k = caches[static_cast<size_t>(2 * layer)].data();
     p.v = caches[static_cast<size_t>(2 * layer + 1)].data();
@@ -178,7 +188,7 @@ void BM_Attention(benchmark::State& state, DType kv, int64_t tokens) {
     state.counters["kv_GB/s"] = benchmark::Counter(kv_bytes * static_cast<double>(state.iterations()) / 1e9,
                                                    benchmark::Counter::kIsRate);
   } else {
-    const double flops = 4.0 * H * D * static_cast<double>(tokens) * (static_cast<double>(depth) + static_cast<double>(tokens) / 2);
+    const double flops = 4.0 * HQ * D * static_cast<double>(tokens) * (static_cast<double>(depth) + static_cast<double>(tokens) / 2);
     state.counters["GFLOP/s"] = benchmark::Counter(flops * static_cast<double>(state.iterations()) / 1e9,
                                                    benchmark::Counter::kIsRate);
   }
@@ -211,10 +221,12 @@ const bool kRegistered = [] {
   }
   for (DType t : {DType::F16, DType::Q8_0}) {
     const std::string name(slm::dtype_name(t));
-    benchmark::RegisterBenchmark(("AttentionDecodeAt4096/" + name).c_str(), BM_Attention, t, int64_t{1})
+    benchmark::RegisterBenchmark(("AttentionDecodeAt4096/" + name).c_str(), BM_Attention, t, int64_t{1}, kPhi3Attention)
         ->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
-    benchmark::RegisterBenchmark(("AttentionPrefill512At4096/" + name).c_str(), BM_Attention, t, int64_t{512})
+    benchmark::RegisterBenchmark(("AttentionPrefill512At4096/" + name).c_str(), BM_Attention, t, int64_t{512}, kPhi3Attention)
         ->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("AttentionDecodeAt4096Gqa3/" + name).c_str(), BM_Attention, t, int64_t{1}, kPhi4Attention)
+        ->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond);
   }
   return true;
 }();
