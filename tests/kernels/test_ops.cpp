@@ -256,49 +256,57 @@ TEST(KernelOps, AttentionMatchesDoubleMathForEveryCacheType) {
 
 // A row's result never depends on the rows it shares a call with (the
 // property that makes prefill batch sizes and thread counts give identical
-// logits): 13 rows at once, in blocks of 4 and a tail, against each alone.
+// logits): 13-15 rows at once, in blocks of 4 and a tail of 1, 2 or 3 rows,
+// against each alone; a head of 36 leaves dims past the last vector.
 TEST(KernelOps, AttentionRowsDoNotDependOnTheirBlock) {
-  const int D = 96;
   const int64_t n_pos = 300;
-  for (const KvCase& kv : kKvCases) {
-    const TestCache kc(kv.k, n_pos, D, 11), vc(kv.v, n_pos, D, 12);
-    const int R = 13;
-    const auto qs = gaussian(static_cast<size_t>(R * D), 13);
-    std::vector<const float*> q;
-    std::vector<int64_t> first, last;
-    for (int r = 0; r < R; ++r) {
-      q.push_back(qs.data() + r * D);
-      last.push_back(250 + r * 3);           // causal rows of consecutive tokens ...
-      first.push_back(r % 3 == 0 ? 0 : 37 * r % 200);  // ... some with a window
-    }
-    for (Isa isa : available_isas()) {
-      auto run = [&](int r0, int n) {
-        std::vector<float> outs(static_cast<size_t>(n * D)), scratch(attention_scratch_floats(n));
-        std::vector<float*> out;
-        for (int r = 0; r < n; ++r) out.push_back(outs.data() + r * D);
-        AttentionArgs a;
-        a.n_rows = n;
-        a.q = q.data() + r0;
-        a.out = out.data();
-        a.first = first.data() + r0;
-        a.last = last.data() + r0;
-        a.k = kc.bytes.data();
-        a.v = vc.bytes.data();
-        a.k_type = kv.k;
-        a.v_type = kv.v;
-        a.k_row_bytes = kc.row_bytes;
-        a.v_row_bytes = vc.row_bytes;
-        a.head_dim = D;
-        a.scale = 0.1f;
-        a.scratch = scratch.data();
-        kernel_table(isa).attention(a);
-        return outs;
-      };
-      const auto together = run(0, R);
+  struct Shape {
+    int head_dim, rows;
+  };
+  const Shape shapes[] = {{96, 13}, {96, 14}, {96, 15}, {36, 14}, {36, 15}};
+  for (const Shape& shape : shapes) {
+    for (const KvCase& kv : kKvCases) {
+      const int D = shape.head_dim, R = shape.rows;
+      if ((kv.k == DType::Q8_0 || kv.v == DType::Q8_0) && D % 32 != 0) continue;
+      const TestCache kc(kv.k, n_pos, D, 11), vc(kv.v, n_pos, D, 12);
+      const auto qs = gaussian(static_cast<size_t>(R * D), 13);
+      std::vector<const float*> q;
+      std::vector<int64_t> first, last;
       for (int r = 0; r < R; ++r) {
-        const auto alone = run(r, 1);
-        EXPECT_TRUE(std::equal(alone.begin(), alone.end(), together.begin() + r * D))
-            << testing::isa_label(isa) << " K " << dtype_name(kv.k) << " V " << dtype_name(kv.v) << " row " << r;
+        q.push_back(qs.data() + r * D);
+        last.push_back(250 + r * 3);           // causal rows of consecutive tokens ...
+        first.push_back(r % 3 == 0 ? 0 : 37 * r % 200);  // ... some with a window
+      }
+      for (Isa isa : available_isas()) {
+        auto run = [&](int r0, int n) {
+          std::vector<float> outs(static_cast<size_t>(n * D)), scratch(attention_scratch_floats(n));
+          std::vector<float*> out;
+          for (int r = 0; r < n; ++r) out.push_back(outs.data() + r * D);
+          AttentionArgs a;
+          a.n_rows = n;
+          a.q = q.data() + r0;
+          a.out = out.data();
+          a.first = first.data() + r0;
+          a.last = last.data() + r0;
+          a.k = kc.bytes.data();
+          a.v = vc.bytes.data();
+          a.k_type = kv.k;
+          a.v_type = kv.v;
+          a.k_row_bytes = kc.row_bytes;
+          a.v_row_bytes = vc.row_bytes;
+          a.head_dim = D;
+          a.scale = 0.1f;
+          a.scratch = scratch.data();
+          kernel_table(isa).attention(a);
+          return outs;
+        };
+        const auto together = run(0, R);
+        for (int r = 0; r < R; ++r) {
+          const auto alone = run(r, 1);
+          EXPECT_TRUE(std::equal(alone.begin(), alone.end(), together.begin() + r * D))
+              << testing::isa_label(isa) << " K " << dtype_name(kv.k) << " V " << dtype_name(kv.v) << " head " << D
+              << " rows " << R << " row " << r;
+        }
       }
     }
   }

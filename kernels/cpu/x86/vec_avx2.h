@@ -44,7 +44,7 @@ struct VecAvx2 {
     return _mm_cvtss_f32(s);
   }
   // out[i] = reduce_add(v_i), bit for bit (the same tree: lanes i + 4, then
-  // i + 2, i + 1), four at a time: 11 shuffles and adds for four sums
+  // i + 2, i + 1), four at a time: 12 shuffles and adds for four sums
   // instead of 6 each.
   static void reduce_add_4(T a, T b, T c, T d, float* out) {
     const T ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31));  // [a | b]

@@ -37,7 +37,7 @@ struct VecAvx512 {
   }
   static float reduce_add(T v) { return _mm512_reduce_add_ps(v); }
   // out[i] = reduce_add(v_i), bit for bit (the same tree: lanes i + 8, then
-  // i + 4, i + 2, i + 1), four at a time: 13 shuffles and adds for four
+  // i + 4, i + 2, i + 1), four at a time: 14 shuffles and adds for four
   // sums instead of 7 each.
   static void reduce_add_4(T a, T b, T c, T d, float* out) {
     const T ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE));  // [a | b] 8 each
