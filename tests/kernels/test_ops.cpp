@@ -182,6 +182,20 @@ struct TestCache {
 struct KvCase {
   DType k, v;
 };
+
+// AttentionArgs reading K from `kc` (type kt) and V from `vc` (type vt);
+// the caller sets the rows, their ranges, the scale and the scratch.
+AttentionArgs cache_args(const TestCache& kc, DType kt, const TestCache& vc, DType vt, int head_dim) {
+  AttentionArgs a;
+  a.k = kc.bytes.data();
+  a.v = vc.bytes.data();
+  a.k_type = kt;
+  a.v_type = vt;
+  a.k_row_bytes = kc.row_bytes;
+  a.v_row_bytes = vc.row_bytes;
+  a.head_dim = head_dim;
+  return a;
+}
 const KvCase kKvCases[] = {{DType::F16, DType::F16}, {DType::F32, DType::F32}, {DType::Q8_0, DType::Q8_0},
                            {DType::Q8_0, DType::F16}, {DType::F16, DType::Q8_0}};
 
@@ -210,19 +224,12 @@ TEST(KernelOps, AttentionMatchesDoubleMathForEveryCacheType) {
           std::vector<float> outs(qs.size(), 1e30f), scratch(attention_scratch_floats(static_cast<int>(ranges.size())));
           std::vector<float*> out;
           for (size_t r = 0; r < ranges.size(); ++r) out.push_back(outs.data() + r * static_cast<size_t>(head_dim));
-          AttentionArgs a;
+          AttentionArgs a = cache_args(kc, kv.k, vc, kv.v, head_dim);
           a.n_rows = static_cast<int>(ranges.size());
           a.q = q.data();
           a.out = out.data();
           a.first = first.data();
           a.last = last.data();
-          a.k = kc.bytes.data();
-          a.v = vc.bytes.data();
-          a.k_type = kv.k;
-          a.v_type = kv.v;
-          a.k_row_bytes = kc.row_bytes;
-          a.v_row_bytes = vc.row_bytes;
-          a.head_dim = head_dim;
           a.scale = scale;
           a.softcap = cap;
           a.scratch = scratch.data();
@@ -282,19 +289,12 @@ TEST(KernelOps, AttentionRowsDoNotDependOnTheirBlock) {
           std::vector<float> outs(static_cast<size_t>(n * D)), scratch(attention_scratch_floats(n));
           std::vector<float*> out;
           for (int r = 0; r < n; ++r) out.push_back(outs.data() + r * D);
-          AttentionArgs a;
+          AttentionArgs a = cache_args(kc, kv.k, vc, kv.v, D);
           a.n_rows = n;
           a.q = q.data() + r0;
           a.out = out.data();
           a.first = first.data() + r0;
           a.last = last.data() + r0;
-          a.k = kc.bytes.data();
-          a.v = vc.bytes.data();
-          a.k_type = kv.k;
-          a.v_type = kv.v;
-          a.k_row_bytes = kc.row_bytes;
-          a.v_row_bytes = vc.row_bytes;
-          a.head_dim = D;
           a.scale = 0.1f;
           a.scratch = scratch.data();
           kernel_table(isa).attention(a);
@@ -403,19 +403,12 @@ TEST(KernelOps, AttentionDriverSplitsWithoutChangingResults) {
           std::vector<float> want(D), scratch(attention_scratch_floats(1));
           float* wp = want.data();
           const int64_t last = pos0 + t, first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
-          AttentionArgs a;
+          AttentionArgs a = cache_args(kc[static_cast<size_t>(g)], DType::Q8_0, vc[static_cast<size_t>(g)], DType::F16, D);
           a.n_rows = 1;
           a.q = &qp;
           a.out = &wp;
           a.first = &first;
           a.last = &last;
-          a.k = kc[static_cast<size_t>(g)].bytes.data();
-          a.v = vc[static_cast<size_t>(g)].bytes.data();
-          a.k_type = DType::Q8_0;
-          a.v_type = DType::F16;
-          a.k_row_bytes = kc[0].row_bytes;
-          a.v_row_bytes = vc[0].row_bytes;
-          a.head_dim = D;
           a.scale = 0.125f;
           a.scratch = scratch.data();
           k.attention(a);
