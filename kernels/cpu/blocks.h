@@ -184,6 +184,19 @@ struct BlockQ8_K {
 };
 static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block is 292 bytes");
 
+// slm's activation format for the K formats (ActFormat::q8_k; not a GGUF
+// type): a Q8_K block plus the sum of each group of 32 qs. Q6_K (and Q2_K,
+// Q3_K) scale every 16 elements and take bsums; Q4_K / Q5_K have one min
+// per 32 elements and take bsums32 — half the multiplies for their min term
+// (the x86 VNNI prefill kernel spent ~9 % of its time on the other half).
+struct BlockQ8_KAct {
+  float d;
+  int8_t qs[kQK_K];
+  int16_t bsums[kQK_K / 16];
+  int16_t bsums32[kQK_K / 32];  // bsums32[j] = bsums[2j] + bsums[2j + 1]
+};
+static_assert(sizeof(BlockQ8_KAct) == 308, "K activation block is 308 bytes");
+
 // Row-interleaved Q4_K (see BlockX8): super-block i of 8 consecutive rows.
 // The 6-bit scales and mins are stored unpacked (one byte each), ordered
 // for the kernel: 32 bytes more than 8 plain blocks (2.8 %).
@@ -245,11 +258,14 @@ static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K
 //   q[s][4 * k + i]       row k's level of element 4 * s + i, 0..63 (Q6_K
 //                         stored +32, Q4_K / Q5_K as stored)
 //   scale[j][2 * k + h]   row k's scale of sub-block j, in both 16-bit halves
-//   offset[p][2 * k + h]  row k's level offset coefficient of sub-block
-//                         2p + h: Q4_K / Q5_K the min, Q6_K 32 * the scale
+//   offset[p][2 * k + h]  row k's level offset coefficient of group 2p + h:
+//                         Q6_K 32 * the scale of 16-element sub-block
+//                         2p + h (p < 8); Q4_K / Q5_K the min of 32-element
+//                         sub-block 2p + h (p < 4; 4..7 unused)
 //   d[k], dmin[k]         row k's super-block scales as f32 (dmin: Q4_K, Q5_K)
 // A row's dot with a Q8_K block is d * sum_j scale_j * (q . x)_j minus
-// (dmin or d) * sum_j offset_j * (group sum j of x). The paths' kernels take
+// (dmin or d) * sum_g offset_g * (group sum g of x: BlockQ8_KAct's bsums for
+// Q6_K, bsums32 for Q4_K / Q5_K). The paths' kernels take
 // 8 rows (256-bit vectors) or 16 (512-bit: TypeKernels::expanded_rows).
 template <int kRows>
 struct alignas(64) ExpandedK {

@@ -143,7 +143,7 @@ size_t act_row_bytes(ActFormat f, int64_t n) {
   switch (f) {
     case ActFormat::f32: return static_cast<size_t>(n) * sizeof(float);
     case ActFormat::q8_32: return static_cast<size_t>(n / kQK) * sizeof(BlockQ8Act);
-    case ActFormat::q8_k: return static_cast<size_t>(n / kQK_K) * sizeof(BlockQ8_K);
+    case ActFormat::q8_k: return static_cast<size_t>(n / kQK_K) * sizeof(BlockQ8_KAct);
   }
   return 0;
 }

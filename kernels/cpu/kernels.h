@@ -34,7 +34,7 @@ std::string_view isa_name(Isa isa);
 enum class ActFormat {
   f32,    // plain floats: F32 / F16 / BF16 weights
   q8_32,  // BlockQ8Act: 32 int8 + float scale + scaled sum (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
-  q8_k,   // BlockQ8_K: 256 int8 + float scale + 16 group sums (K formats)
+  q8_k,   // BlockQ8_KAct: 256 int8 + float scale + sums of 16 and of 32 (K formats)
 };
 int64_t act_block_size(ActFormat f);
 size_t act_row_bytes(ActFormat f, int64_t n);  // n must be a multiple of the block

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <map>
 
@@ -320,6 +321,21 @@ TEST(KernelFormats, ActivationQuantizerErrorMatchesBaseline) {
     int sum = 0;
     for (int i = 0; i < 16; ++i) sum += blocks[0].qs[16 * g + i];
     EXPECT_EQ(blocks[0].bsums[g], sum);
+  }
+  // The K formats' activation blocks: the same d and qs as GGUF Q8_K, and
+  // the sums of 16 and of 32 of every block.
+  std::vector<uint8_t> qk(act_row_bytes(ActFormat::q8_k, n));
+  ref::quantize_row_q8_k_act(x.data(), qk.data(), n);
+  const auto* bk = reinterpret_cast<const BlockQ8_KAct*>(qk.data());
+  for (size_t b = 0; b < n / 256; ++b) {
+    EXPECT_EQ(bk[b].d, blocks[b].d);
+    EXPECT_EQ(0, std::memcmp(bk[b].qs, blocks[b].qs, 256));
+    for (int g = 0; g < 16; ++g) EXPECT_EQ(bk[b].bsums[g], blocks[b].bsums[g]);
+    for (int j = 0; j < 8; ++j) {
+      int sum = 0;
+      for (int i = 0; i < 32; ++i) sum += bk[b].qs[32 * j + i];
+      EXPECT_EQ(bk[b].bsums32[j], sum) << "block " << b << " group " << j;
+    }
   }
   std::vector<uint8_t> qa(act_row_bytes(ActFormat::q8_32, n));
   ref::quantize_row_q8_act(x.data(), qa.data(), n);

@@ -209,12 +209,12 @@ void unpack(const BlockQ6_K& b, LevelsK& o) {
   o.dmin = 0;
 }
 
-// Against Q8_K: d_x * (d * sum_g scale_g * sum(q * q_x) - dmin * sum_g min_g * bsum_g).
+// Against Q8_K activations: d_x * (d * sum_g scale_g * sum(q * q_x) - dmin * sum_g min_g * bsum_g).
 template <typename Block>
 void dot_k_q8_k(int64_t n, const void* w, const void* x, size_t xs, int nx, float* out) {
   const auto* wb = static_cast<const Block*>(w);
   for (int c = 0; c < nx; ++c) {
-    const auto* xb = reinterpret_cast<const BlockQ8_K*>(static_cast<const uint8_t*>(x) + c * xs);
+    const auto* xb = reinterpret_cast<const BlockQ8_KAct*>(static_cast<const uint8_t*>(x) + c * xs);
     float sum = 0;
     for (int64_t i = 0; i < n / kQK_K; ++i) {
       LevelsK l;
@@ -258,11 +258,11 @@ void fill_dot_table(KernelTable& t) {
   set(DType::Q8_0, dot_q_act<BlockQ8_0>, ActFormat::q8_32, quantize_row_q8_act);
   set(DType::Q4_1, dot_q_act<BlockQ4_1>, ActFormat::q8_32, quantize_row_q8_act);
   set(DType::Q5_1, dot_q_act<BlockQ5_1>, ActFormat::q8_32, quantize_row_q8_act);
-  set(DType::Q2_K, dot_k_q8_k<BlockQ2_K>, ActFormat::q8_k, quantize_row_q8_k);
-  set(DType::Q3_K, dot_k_q8_k<BlockQ3_K>, ActFormat::q8_k, quantize_row_q8_k);
-  set(DType::Q4_K, dot_k_q8_k<BlockQ4_K>, ActFormat::q8_k, quantize_row_q8_k);
-  set(DType::Q5_K, dot_k_q8_k<BlockQ5_K>, ActFormat::q8_k, quantize_row_q8_k);
-  set(DType::Q6_K, dot_k_q8_k<BlockQ6_K>, ActFormat::q8_k, quantize_row_q8_k);
+  set(DType::Q2_K, dot_k_q8_k<BlockQ2_K>, ActFormat::q8_k, quantize_row_q8_k_act);
+  set(DType::Q3_K, dot_k_q8_k<BlockQ3_K>, ActFormat::q8_k, quantize_row_q8_k_act);
+  set(DType::Q4_K, dot_k_q8_k<BlockQ4_K>, ActFormat::q8_k, quantize_row_q8_k_act);
+  set(DType::Q5_K, dot_k_q8_k<BlockQ5_K>, ActFormat::q8_k, quantize_row_q8_k_act);
+  set(DType::Q6_K, dot_k_q8_k<BlockQ6_K>, ActFormat::q8_k, quantize_row_q8_k_act);
   t.types[static_cast<int>(DType::Q4_0)].dot_x8 = dot_x8<DType::Q4_0, BlockQ4_0, dot_q_act<BlockQ4_0>>;
   t.types[static_cast<int>(DType::Q8_0)].dot_x8 = dot_x8<DType::Q8_0, BlockQ8_0, dot_q_act<BlockQ8_0>>;
   t.types[static_cast<int>(DType::Q4_K)].dot_x8 = dot_x8<DType::Q4_K, BlockQ4_K, dot_k_q8_k<BlockQ4_K>>;

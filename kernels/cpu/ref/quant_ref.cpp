@@ -448,20 +448,37 @@ void quantize_row_q8_act(const float* x, void* out, int64_t n) {
   }
 }
 
+// One Q8_K block's d, qs and 16-element sums (BlockQ8_K and BlockQ8_KAct
+// begin alike).
+template <typename Block>
+void quantize_q8_k_block(const float* xb, Block& b) {
+  const float amax = abs_max(xb, kQK_K);
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  b.d = d;
+  for (int j = 0; j < kQK_K; ++j) b.qs[j] = static_cast<int8_t>(nearest_int(xb[j] * id));
+  for (int g = 0; g < kQK_K / 16; ++g) {
+    int sum = 0;
+    for (int j = 0; j < 16; ++j) sum += b.qs[16 * g + j];
+    b.bsums[g] = static_cast<int16_t>(sum);
+  }
+}
+
 void quantize_row_q8_k(const float* x, void* out, int64_t n) {
   check_multiple(n, kQK_K, "Q8_K");
   auto* b = static_cast<BlockQ8_K*>(out);
+  for (int64_t i = 0; i < n / kQK_K; ++i) quantize_q8_k_block(x + i * kQK_K, b[i]);
+}
+
+void quantize_row_q8_k_act(const float* x, void* out, int64_t n) {
+  check_multiple(n, kQK_K, "Q8_K");
+  auto* b = static_cast<BlockQ8_KAct*>(out);
   for (int64_t i = 0; i < n / kQK_K; ++i) {
-    const float* xb = x + i * kQK_K;
-    const float amax = abs_max(xb, kQK_K);
-    const float d = amax / 127.0f;
-    const float id = d != 0.0f ? 1.0f / d : 0.0f;
-    b[i].d = d;
-    for (int j = 0; j < kQK_K; ++j) b[i].qs[j] = static_cast<int8_t>(nearest_int(xb[j] * id));
-    for (int g = 0; g < kQK_K / 16; ++g) {
+    quantize_q8_k_block(x + i * kQK_K, b[i]);
+    for (int j = 0; j < kQK_K / 32; ++j) {
       int sum = 0;
-      for (int j = 0; j < 16; ++j) sum += b[i].qs[16 * g + j];
-      b[i].bsums[g] = static_cast<int16_t>(sum);
+      for (int e = 0; e < 32; ++e) sum += b[i].qs[32 * j + e];
+      b[i].bsums32[j] = static_cast<int16_t>(sum);
     }
   }
 }

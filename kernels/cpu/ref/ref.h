@@ -10,7 +10,8 @@ namespace slm::kernels::ref {
 void dequantize_row(DType type, const void* src, float* out, int64_t n);
 // Activation formats.
 void quantize_row_q8_act(const float* x, void* out, int64_t n);  // BlockQ8Act
-void quantize_row_q8_k(const float* x, void* out, int64_t n);
+void quantize_row_q8_k_act(const float* x, void* out, int64_t n);  // BlockQ8_KAct
+void quantize_row_q8_k(const float* x, void* out, int64_t n);      // BlockQ8_K (GGUF Q8_K)
 // Weight formats.
 void quantize_row_q8_0(const float* x, void* out, int64_t n);
 void quantize_row_q4_0(const float* x, void* out, int64_t n);
