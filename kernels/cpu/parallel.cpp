@@ -233,6 +233,8 @@ int ThreadBackoff::threads(int wanted) {
     held_ = 0;
     --fewer_;
     trying_ = true;
+    jobs_ = 0;  // the try's verdict counts its own jobs only
+    work_ = waited_ = std::chrono::nanoseconds::zero();
   }
   return wanted_ - fewer_;
 }
@@ -240,7 +242,11 @@ int ThreadBackoff::threads(int wanted) {
 void ThreadBackoff::record(std::chrono::nanoseconds work, std::chrono::nanoseconds waited) {
   work_ += work;
   waited_ += waited;
-  if (++jobs_ < kWindow) return;
+  // A try of one more thread on a busy machine stalls at its first jobs:
+  // once the waits pass kTryStall (and half the work) the try has failed —
+  // its full window of stalled jobs cost as much as the rest of the hold.
+  const bool try_failed = trying_ && waited_ > kTryStall && waited_ > work_ / 2;
+  if (++jobs_ < kWindow && !try_failed) return;
   const bool stalled = waited_ > work_ / 2;
   if (stalled && wanted_ - fewer_ > 1) {
     ++fewer_;

@@ -31,13 +31,15 @@ void parallel_run(int64_t n, int n_threads, int64_t grain, ChunkFn fn, void* ctx
 // microseconds). When, over a window of jobs, the caller spent more time
 // waiting for late threads than half its own computing, one thread fewer is
 // used; one more is tried again after a hold that doubles with each failed
-// try (and resets when a try goes well). On a quiet machine the waits are a
+// try (and resets when a try goes well); a try whose waits pass kTryStall
+// fails there, before its window ends. On a quiet machine the waits are a
 // few percent of the work and nothing changes.
 class ThreadBackoff {
  public:
   static constexpr int kWindow = 128;              // jobs per verdict
   static constexpr int64_t kFirstHold = 4096;      // jobs before one more thread is tried
   static constexpr int64_t kMaxHold = int64_t{1} << 20;
+  static constexpr std::chrono::nanoseconds kTryStall{std::chrono::milliseconds(1)};  // a try's waits that end it early
 
   ThreadBackoff() = default;
   // The thread count for a job that asks for `wanted` (counts the job).

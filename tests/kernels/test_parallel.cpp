@@ -160,8 +160,27 @@ TEST(Parallel, BackoffDropsAThreadWhenWaitsDominateAndRetriesLater) {
   window(microseconds(30), microseconds(400));
   EXPECT_EQ(b.threads(4), 1);
   EXPECT_EQ(b.hold(), 2 * B::kFirstHold);
-  // A try that goes well keeps the thread and resets the hold.
+  // A try that stalls fails at its first millisecond of waits, not a window
+  // later (each of its jobs waits a scheduler slice for the late thread).
   for (int64_t j = 0; j < 2 * B::kFirstHold; ++j) b.threads(4);
+  EXPECT_EQ(b.threads(4), 2);
+  b.record(microseconds(30), microseconds(400));
+  b.record(microseconds(30), microseconds(400));
+  EXPECT_EQ(b.threads(4), 2);  // 0.8 ms of waits: still trying
+  b.record(microseconds(30), microseconds(400));
+  EXPECT_EQ(b.threads(4), 1);
+  EXPECT_EQ(b.hold(), 4 * B::kFirstHold);
+  // Long waits outside a try still take the whole window to decide: a
+  // hiccup on a quiet machine does not cost a hold at fewer threads.
+  {
+    B quiet;
+    EXPECT_EQ(quiet.threads(2), 2);
+    quiet.record(microseconds(300), microseconds(3000));
+    for (int j = 1; j < B::kWindow; ++j) quiet.record(microseconds(300), microseconds(1));
+    EXPECT_EQ(quiet.threads(2), 2);
+  }
+  // A try that goes well keeps the thread and resets the hold.
+  for (int64_t j = 0; j < 4 * B::kFirstHold; ++j) b.threads(4);
   window(microseconds(30), microseconds(2));
   EXPECT_EQ(b.threads(4), 2);
   EXPECT_EQ(b.hold(), B::kFirstHold);
