@@ -175,8 +175,8 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210, "Q6_K block is 210 bytes");
 
-// Q8_K (activations for the K formats): float d, qs in -127..127 and the sum
-// of each group of 16 qs, so weight minimums cost one multiply per group.
+// GGUF Q8_K: float d, qs in -127..127 and the sum of each group of 16 qs
+// (slm's K activations are BlockQ8_KAct below, which begins alike).
 struct BlockQ8_K {
   float d;
   int8_t qs[kQK_K];
@@ -188,7 +188,7 @@ static_assert(sizeof(BlockQ8_K) == 292, "Q8_K block is 292 bytes");
 // type): a Q8_K block plus the sum of each group of 32 qs. Q6_K (and Q2_K,
 // Q3_K) scale every 16 elements and take bsums; Q4_K / Q5_K have one min
 // per 32 elements and take bsums32 — half the multiplies for their min term
-// (the x86 VNNI prefill kernel spent ~9 % of its time on the other half).
+// (the x86 VNNI prefill kernel gained 5 % from it; a standalone copy 9 %).
 struct BlockQ8_KAct {
   float d;
   int8_t qs[kQK_K];
@@ -253,8 +253,8 @@ static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K
 // chunk: matmul_rows builds it once per group and token chunk, and every
 // 4-token tile of the chunk reads it (the packed kernels rebuild the levels
 // from the bits for each tile). Not stored in a file or kept past the chunk.
-// Every sub-block is 16 elements here (a Q4_K / Q5_K scale or min covers two
-// of them):
+// Every scale sub-block is 16 elements here (a Q4_K / Q5_K scale covers two
+// of them; offsets go by groups, below):
 //   q[s][4 * k + i]       row k's level of element 4 * s + i, 0..63 (Q6_K
 //                         stored +32, Q4_K / Q5_K as stored)
 //   scale[j][2 * k + h]   row k's scale of sub-block j, in both 16-bit halves
@@ -263,7 +263,7 @@ static_assert(sizeof(BlockQ6_Kx8) == 8 * sizeof(BlockQ6_K), "Q6_Kx8 holds 8 Q6_K
 //                         2p + h (p < 8); Q4_K / Q5_K the min of 32-element
 //                         sub-block 2p + h (p < 4; 4..7 unused)
 //   d[k], dmin[k]         row k's super-block scales as f32 (dmin: Q4_K, Q5_K)
-// A row's dot with a Q8_K block is d * sum_j scale_j * (q . x)_j minus
+// A row's dot with a BlockQ8_KAct is d * sum_j scale_j * (q . x)_j minus
 // (dmin or d) * sum_g offset_g * (group sum g of x: BlockQ8_KAct's bsums for
 // Q6_K, bsums32 for Q4_K / Q5_K). The paths' kernels take
 // 8 rows (256-bit vectors) or 16 (512-bit: TypeKernels::expanded_rows).
