@@ -33,8 +33,8 @@ void parallel_run(int64_t n, int n_threads, int64_t grain, ChunkFn fn, void* ctx
 // used; one more is tried again after a hold that doubles with each failed
 // try (and resets when a try goes well); a try whose waits pass kTryStall
 // and half its work fails there, before its window ends (one long hiccup
-// inside a try fails it too: the cost is one doubled hold). On a quiet machine the waits are a
-// few percent of the work and nothing changes.
+// inside a try fails it too: the cost is one doubled hold). On a quiet
+// machine the waits are a few percent of the work and nothing changes.
 class ThreadBackoff {
  public:
   static constexpr int kWindow = 128;              // jobs per verdict
